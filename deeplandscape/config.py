@@ -1,0 +1,201 @@
+"""One typed configuration for every job: dataclasses, named presets, `--set key=value`.
+
+Presets live in `configs/NAME.toml` as short diffs from the defaults below. The resolved
+config is written as `config.json` next to every result and is what Ray workers receive
+and Ray Tune varies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class ModelConfig:
+    resolution: int = 256  # final output resolution R (power of two)
+    z_dim: int = 512  # |z| = |z_st| + |z_dyn|
+    z_dyn_dim: int = 3  # the authors' code: the last 3 coordinates of z are dynamic
+    w_dim: int = 512
+    mapping_layers: int = 8
+    channel_base: int = 16384  # channels at r px = min(channel_max, channel_base / r)
+    channel_max: int = 512
+    separate_noise: bool = True  # False: StyleGAN's one noise input (the ablation baseline)
+    pair_d: str = "paper"  # D_pair variant: "paper" (per-frame first block) | "early_fusion"
+    mbstd_group: int = 4
+
+
+@dataclass
+class TrainConfig:
+    start_resolution: int = 8  # progressive growing starts here
+    fade_kimg: float = 600.0  # fade-in (alpha 0 -> 1) length at the start of each phase
+    phase_kimg: float = 1200.0  # images per resolution phase before doubling
+    total_kimg: float = 25000.0  # stop after this many real images (thousands)
+    # Global batch and learning rate per resolution; a key applies from its resolution up.
+    batch: dict[str, int] = field(default_factory=lambda: {"8": 256, "16": 128, "32": 64, "64": 32})
+    lr: dict[str, float] = field(default_factory=lambda: {"8": 0.001, "128": 0.0015, "256": 0.002, "512": 0.003})
+    mapping_lr_mult: float = 0.01
+    beta1: float = 0.0
+    beta2: float = 0.99
+    r1_gamma: float = 10.0
+    ema_decay: float = 0.999  # per step
+    mixing_prob: float = 0.9
+    # Pairwise-discriminator probability p: anneals p_pair_start -> p_pair_end over
+    # p_pair_anneal_kimg images of each phase ("anneal"), or stays p_pair_start ("constant").
+    p_pair_mode: str = "anneal"
+    p_pair_start: float = 0.5
+    p_pair_end: float = 0.1
+    p_pair_anneal_kimg: float = 600.0
+    p_pair_restart_per_phase: bool = True
+    crop_prob: float = 0.5  # crop sampling: P(D_pair's fake pair = two crops of one real frame)
+    crop_scale: float = 0.5  # crop side as a fraction of the frame side
+    seed: int = 0
+    checkpoint_kimg: float = 50.0
+    sample_kimg: float = 50.0  # sample grid + short mp4 every this many kimg (0: off)
+    log_every: int = 10  # steps between metric lines
+    keep_checkpoints: int = 3
+    amp: str = "none"  # "bf16": torch.autocast on CUDA
+    max_steps: int = 0  # stop after this many steps in this run (0: no limit); for tests
+
+
+@dataclass
+class DataConfig:
+    images: str = ""  # folder or URI of landscape photos
+    videos: str = ""  # folder or URI of time-lapse mp4s
+    load_resolution: int = 0  # decode size; 0: 2 x model.resolution (room for crop sampling)
+
+
+@dataclass
+class ScaleConfig:
+    workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: int = 1
+    max_failures: int = 0
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        cfg = cls()
+        apply_overrides(cfg, _flatten(d))
+        return cfg
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and not key.endswith((".batch", ".lr")):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Coerce a TOML/JSON value or a `--set` string to the field's declared type."""
+    origin = typing.get_origin(typ)
+    if origin is dict:
+        if isinstance(value, str):
+            value = json.loads(value)
+        if not isinstance(value, dict):
+            raise ValueError(f"config field {key!r} must be a table/dict, got {value!r}")
+        _, vtyp = typing.get_args(typ)
+        return {str(k): _coerce(v, vtyp, f"{key}.{k}") for k, v in value.items()}
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ValueError(f"config field {key!r} must be true or false, got {value!r}")
+    try:
+        if typ is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return typ(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config field {key!r} must be {typ.__name__}, got {value!r}") from None
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """Set dotted keys (`train.r1_gamma`) on `cfg` in place, with type checks."""
+    for key, value in overrides.items():
+        section_name, _, name = key.partition(".")
+        section = getattr(cfg, section_name, None)
+        if section is None or not dataclasses.is_dataclass(section) or not name:
+            raise ValueError(f"unknown config key {key!r}: sections are {[f.name for f in dataclasses.fields(cfg)]}")
+        hints = typing.get_type_hints(type(section))
+        if name not in hints:
+            raise ValueError(f"unknown config key {key!r}; {section_name} has {sorted(hints)}")
+        setattr(section, name, _coerce(value, hints[name], key))
+    return cfg
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """`["train.lr={...}", "model.resolution=64"]` -> dict; values stay strings until coerced."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+
+
+def load_config(preset: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the preset (a name in configs/ or a .toml path), then overrides."""
+    cfg = Config()
+    if preset:
+        path = Path(preset) if preset.endswith(".toml") else CONFIG_DIR / f"{preset}.toml"
+        if not path.is_file():
+            raise FileNotFoundError(f"no config preset {preset!r} (looked for {path}); presets: {preset_names()}")
+        with open(path, "rb") as f:
+            apply_overrides(cfg, _flatten(tomllib.load(f)))
+    apply_overrides(cfg, overrides or {})
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    m, t = cfg.model, cfg.train
+    if m.resolution < 8 or m.resolution & (m.resolution - 1):
+        raise ValueError(f"model.resolution must be a power of two >= 8, got {m.resolution}")
+    if not (8 <= t.start_resolution <= m.resolution) or t.start_resolution & (t.start_resolution - 1):
+        raise ValueError(f"train.start_resolution must be a power of two in [8, {m.resolution}], got {t.start_resolution}")
+    if t.p_pair_mode not in ("anneal", "constant"):
+        raise ValueError(f"train.p_pair_mode must be 'anneal' or 'constant', got {t.p_pair_mode!r}")
+    for name in ("p_pair_start", "p_pair_end", "crop_prob", "mixing_prob"):
+        if not 0.0 <= getattr(t, name) <= 1.0:
+            raise ValueError(f"train.{name} must be in [0, 1], got {getattr(t, name)}")
+    if not 0.0 < t.crop_scale <= 1.0:
+        raise ValueError(f"train.crop_scale must be in (0, 1], got {t.crop_scale}")
+    if t.amp not in ("none", "bf16"):
+        raise ValueError(f"train.amp must be 'none' or 'bf16', got {t.amp!r}")
+    for name in ("batch", "lr"):
+        table = getattr(t, name)
+        if not table or min(int(k) for k in table) > t.start_resolution:
+            raise ValueError(f"train.{name} needs an entry at or below {t.start_resolution} px, got {table}")
+    if cfg.scale.workers < 1:
+        raise ValueError(f"scale.workers must be >= 1, got {cfg.scale.workers}")

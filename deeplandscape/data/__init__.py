@@ -1,0 +1,1 @@
+"""Data sets: the embedded procedural landscape generator (``synth``) and loaders."""

@@ -1,0 +1,69 @@
+"""The embedded default: synthetic data -> training on local Ray -> samples -> a gallery."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+
+from deeplandscape.config import load_config
+from deeplandscape.data.synth import write_dataset
+from deeplandscape.sample import load_model, write_samples
+from deeplandscape.train.launch import train
+
+
+def run_demo(out: Path, preset: str = "tiny", overrides: dict | None = None, log=print) -> Path:
+    """Run the whole pipeline into `out` and return the path of `out/index.html`."""
+    out = out.resolve()
+    t0 = time.perf_counter()
+    data = out / "data"
+    if not (data / "synth.json").exists():
+        write_dataset(data, images=256, videos=32, frames=32, size=64, seed=0)
+        log(f"[demo] synthetic landscapes in {data}")
+    cfg = load_config(preset, {"data.images": str(data / "photos"), "data.videos": str(data / "videos"),
+                               **(overrides or {})})
+    run_dir = out / "run"
+    train(cfg, str(run_dir), log=log)
+    t_train = time.perf_counter() - t0
+    model = load_model(str(run_dir))
+    summary = write_samples(model, out / "samples", videos=8, frames=60, fps=15, seed=0,
+                            shift_per_frame=(0.01, 0.0), scale=max(1, 128 // model.resolution))
+    index = write_gallery(out, summary, run_dir, data)
+    log(f"[demo] done in {time.perf_counter() - t0:.0f} s (training {t_train:.0f} s)")
+    return index
+
+
+def write_gallery(out: Path, summary: dict, run_dir: Path, data: Path) -> Path:
+    """A static `index.html`: sampled videos, the sample grid, training snapshots, real data."""
+    rel = lambda p: html.escape(str(Path(p).resolve().relative_to(out)))  # noqa: E731
+    videos = "\n".join(
+        f'<figure><video src="{rel(v)}" autoplay loop muted playsinline width="256"></video>'
+        f"<figcaption>{html.escape(Path(v).name)}</figcaption></figure>" for v in summary["videos"])
+    snapshots = "\n".join(
+        f'<figure><img src="{rel(p)}" width="384"><figcaption>{html.escape(p.stem)}</figcaption></figure>'
+        for p in sorted((run_dir / "samples").glob("grid-*.png")))
+    photos = "\n".join(f'<img src="{rel(p)}" width="96">' for p in sorted((data / "photos").glob("0000?.png")))
+    real_videos = "\n".join(
+        f'<video src="{rel(p)}" autoplay loop muted playsinline width="128"></video>'
+        for p in sorted((data / "videos").glob("*.mp4"))[:4])
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = metrics[-1] if metrics else {}
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>DeepLandscape demo</title>
+<style>body{{font-family:sans-serif;margin:2em;background:#111;color:#eee}}
+figure{{display:inline-block;margin:.5em}} video,img{{image-rendering:pixelated;background:#000}}
+h2{{margin-top:1.5em}} code{{color:#9cf}}</style></head><body>
+<h1>DeepLandscape demo</h1>
+<p>A tiny {summary['resolution']} px model trained for {summary['kimg']:.1f} kimg on procedural landscapes
+({last.get('step', '?')} steps). Each video keeps the static latents z<sub>st</sub>, S<sub>st</sub> fixed,
+interpolates z<sub>dyn</sub> and shifts S<sub>dyn</sub>. Checkpoint: <code>{html.escape(summary['checkpoint'])}</code></p>
+<h2>Sampled time-lapses</h2>{videos}
+<h2>Sample grid</h2><p>One row per video, frames left to right.</p><img src="{rel(summary['grid'])}" width="768">
+<h2>Training snapshots</h2>{snapshots}
+<h2>Training data (synthetic)</h2>{photos}<br>{real_videos}
+</body></html>
+"""
+    index = out / "index.html"
+    index.write_text(page)
+    return index

@@ -1,0 +1,97 @@
+"""StyleGAN-v1 building blocks: equalised learning rate, PixelNorm, AdaIN, noise, blur.
+
+Equalised learning rate (Karras et al. 2018): weights are stored as N(0, 1) and scaled
+at run time by He's constant, so Adam sees every layer at the same scale.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class EqualLinear(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.w_scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.w_scale, self.bias * self.lr_mul)
+
+
+class EqualConv2d(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, padding: int = 0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+        self.w_scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.w_scale, self.bias, padding=self.padding)
+
+
+class PixelNorm(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+class Blur(nn.Module):
+    """The [1, 2, 1] low-pass StyleGAN v1 applies after upsampling and before downsampling."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        k = (k[:, None] * k[None, :]) / 16.0
+        self.register_buffer("kernel", k.expand(channels, 1, 3, 3).contiguous(), persistent=False)
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.kernel.to(x.dtype), padding=1, groups=self.channels)
+
+
+class NoiseInjection(nn.Module):
+    """Adds a single-channel noise map with a learned per-channel scale (zero at start)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        # x: [B, C, H, W], noise: [B, 1, H, W]
+        return x + self.scale * noise
+
+
+class AdaIN(nn.Module):
+    """Instance norm, then a per-channel scale and bias computed from w."""
+
+    def __init__(self, channels: int, w_dim: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels)
+        self.style = EqualLinear(w_dim, channels * 2)
+        # Scale starts at 1, bias at 0: the block starts as plain instance norm.
+        with torch.no_grad():
+            self.style.bias[:channels] = 1.0
+            self.style.bias[channels:] = 0.0
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.style(w)[:, :, None, None].chunk(2, dim=1)  # [B, C, 1, 1] each
+        return gamma * self.norm(x) + beta
+
+
+def minibatch_stddev(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
+    """Append one feature map: the std over groups of samples, averaged (Karras et al. 2018)."""
+    b, c, h, w = x.shape
+    g = min(group_size, b)
+    while b % g:  # groups must tile the batch (small or odd last batches)
+        g -= 1
+    y = x.reshape(g, b // g, c, h, w)
+    y = (y - y.mean(dim=0)).pow(2).mean(dim=0).add(1e-8).sqrt()  # [B/g, C, H, W]
+    y = y.mean(dim=(1, 2, 3)).reshape(b // g, 1, 1, 1).repeat(g, 1, h, w)  # [B, 1, H, W]
+    return torch.cat([x, y], dim=1)

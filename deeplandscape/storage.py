@@ -1,0 +1,114 @@
+"""Local folders and `s3://` URIs behind one small API (pyarrow.fs).
+
+Every file the project reads or writes goes through here, so a run directory or a data
+set can live on a laptop disk or in a bucket. An S3-compatible endpoint (MinIO, moto) is
+taken from `AWS_ENDPOINT_URL`, which pyarrow honours.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import torch
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in str(uri) and not str(uri).startswith("file://")
+
+
+def resolve(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it). Local paths are made absolute."""
+    uri = str(uri)
+    if is_remote(uri):
+        return pafs.FileSystem.from_uri(uri)
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+
+
+def join(uri: str, *parts: str) -> str:
+    return "/".join([str(uri).rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def exists(uri: str) -> bool:
+    fs, path = resolve(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def makedirs(uri: str) -> None:
+    fs, path = resolve(uri)
+    fs.create_dir(path, recursive=True)
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = resolve(uri)
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such file: {uri}") from None
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole file. Local files go through a temporary name and an atomic rename."""
+    fs, path = resolve(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    else:  # an S3 PUT is atomic already
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode("utf-8"))
+
+
+def list_files(uri: str, suffixes: tuple[str, ...] = (), recursive: bool = True) -> list[str]:
+    """Sorted URIs of the files under `uri` whose names end with one of `suffixes`."""
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"no such folder: {uri}")
+    if info.type == pafs.FileType.File:
+        return [str(uri)]
+    selector = pafs.FileSelector(path, recursive=recursive)
+    found = [i.path for i in fs.get_file_info(selector) if i.type == pafs.FileType.File]
+    found = [p for p in found if not suffixes or p.lower().endswith(suffixes)]
+    prefix = str(uri).split("://", 1)[0] + "://" if is_remote(uri) else ""
+    return sorted(prefix + p for p in found)
+
+
+def list_dirs(uri: str) -> list[str]:
+    """Names (not paths) of the direct sub-folders of `uri`; [] when it does not exist."""
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
+def delete_dir(uri: str) -> None:
+    fs, path = resolve(uri)
+    fs.delete_dir(path)
+
+
+def save_tensors(uri: str, obj: dict) -> None:
+    """torch.save a dict of tensors/containers; loadable with weights_only=True."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(uri, buf.getvalue())
+
+
+def load_tensors(uri: str, map_location: str | torch.device = "cpu") -> dict:
+    return torch.load(io.BytesIO(read_bytes(uri)), map_location=map_location, weights_only=True)

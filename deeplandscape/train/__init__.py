@@ -1,0 +1,1 @@
+"""Training: schedules, losses, the training step and the Ray Train launcher."""

@@ -1,0 +1,110 @@
+"""Launching training under Ray Train: the driver side of `deeplandscape train`.
+
+The run directory is the unit of work: it holds the resolved `config.json`, checkpoints,
+`metrics.jsonl`, TensorBoard events and samples. Launching again with the same run
+directory resumes from its latest checkpoint; a worker failure restarts the worker group
+(`scale.max_failures`), which resumes the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from deeplandscape import storage
+from deeplandscape.config import Config
+from deeplandscape.train.checkpoint import latest_checkpoint
+from deeplandscape.train.schedule import global_batch, learning_rate, num_phases, phase_at
+
+
+def _worker_entry(loop_config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker."""
+    import logging
+
+    import ray.train
+    import ray.train.torch
+
+    from deeplandscape.sample import write_training_snapshot
+    from deeplandscape.train.loop import WorkerContext, run_worker
+    from deeplandscape.train.schedule import phase_at as _phase_at
+
+    cfg = Config.from_dict(loop_config["config"])
+    run_dir = loop_config["run_dir"]
+    context = ray.train.get_context()
+    ctx = WorkerContext(
+        rank=context.get_world_rank(),
+        world_size=context.get_world_size(),
+        device=ray.train.torch.get_device(),
+        report=lambda metrics: ray.train.report(metrics),
+        log=logging.getLogger("deeplandscape.train").info,
+    )
+    # Ray Train's print patch sends print() to the log twice; log through `logging` instead,
+    # and keep Ray Train's per-report INFO lines out of the progress output.
+    logging.getLogger("deeplandscape").setLevel(logging.INFO)
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+
+    def snapshot(trainer, run_dir: str) -> None:
+        phase = _phase_at(trainer.images_seen, cfg.train, cfg.model.resolution)
+        write_training_snapshot(trainer.G_ema, phase.resolution, phase.alpha, trainer.images_seen / 1000, run_dir)
+
+    run_worker(cfg, run_dir, ctx, sample_fn=snapshot)
+
+
+def describe_plan(cfg: Config) -> str:
+    """A human-readable schedule: phases, batch sizes and learning rates."""
+    t, res = cfg.train, cfg.model.resolution
+    lines = [f"model {res} px, z {cfg.model.z_dim} (z_dyn {cfg.model.z_dyn_dim}), w {cfg.model.w_dim}, "
+             f"D_pair variant {cfg.model.pair_d!r}",
+             f"{cfg.scale.workers} worker(s), gpu={cfg.scale.use_gpu}, total {t.total_kimg:g} kimg"]
+    for k in range(num_phases(t, res)):
+        r = t.start_resolution * 2**k
+        start = k * t.phase_kimg
+        if start >= t.total_kimg:
+            break
+        lines.append(f"  phase {k}: {r:4d} px from {start:g} kimg, batch {global_batch(t, r)}, lr {learning_rate(t, r):g}"
+                     + (f", fade-in {t.fade_kimg:g} kimg" if k else ""))
+    lines.append(f"  D_pair probability: {t.p_pair_mode} {t.p_pair_start:g} -> {t.p_pair_end:g} over "
+                 f"{t.p_pair_anneal_kimg:g} kimg{' of each phase' if t.p_pair_restart_per_phase else ''}; "
+                 f"crop sampling {t.crop_prob:g}")
+    return "\n".join(lines)
+
+
+def prepare_run_dir(cfg: Config, run_dir: str) -> str:
+    """Write `config.json`; refuse to resume a run whose model differs. Returns a status line."""
+    cfg_uri = storage.join(run_dir, "config.json")
+    ckpt = latest_checkpoint(run_dir)
+    if storage.exists(cfg_uri) and ckpt is not None:
+        old = Config.from_dict(json.loads(storage.read_text(cfg_uri)))
+        if old.model != cfg.model:
+            raise ValueError(f"{run_dir} holds a run with a different model config ({cfg_uri}); "
+                             "use a new --run-dir, or the same preset and --set values")
+    storage.write_text(cfg_uri, cfg.to_json())
+    if ckpt is None:
+        return f"new run in {run_dir}"
+    phase = phase_at(ckpt.images_seen, cfg.train, cfg.model.resolution)
+    return (f"resuming {run_dir} from step {ckpt.step} ({ckpt.images_seen / 1000:.1f} kimg, "
+            f"{phase.resolution} px, alpha {phase.alpha:.2f})")
+
+
+def train(cfg: Config, run_dir: str, log=print):
+    """Train with Ray Train's TorchTrainer on `scale.workers` workers; returns Ray's Result."""
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if not storage.is_remote(run_dir):
+        run_dir = storage.resolve(run_dir)[1]
+    log(prepare_run_dir(cfg, run_dir))
+    log(describe_plan(cfg))
+    if not ray.is_initialized():
+        ray.init(log_to_driver=True)
+    s = cfg.scale
+    trainer = TorchTrainer(
+        _worker_entry,
+        train_loop_config={"config": cfg.to_dict(), "run_dir": run_dir},
+        scaling_config=ScalingConfig(num_workers=s.workers, use_gpu=s.use_gpu,
+                                     resources_per_worker={"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}),
+        run_config=RunConfig(name="ray-train", storage_path=storage.join(run_dir, "ray"),
+                             failure_config=FailureConfig(max_failures=s.max_failures)),
+    )
+    return trainer.fit()

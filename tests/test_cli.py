@@ -1,0 +1,78 @@
+"""The command line end to end: synth -> train on local Ray -> resume -> sample."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deeplandscape.cli import main
+from deeplandscape.video import probe_video, read_video
+
+
+def test_every_command_has_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("synth", "train", "sample", "demo"):
+        assert command in out
+        with pytest.raises(SystemExit) as e:
+            main([command, "--help"])
+        assert e.value.code == 0
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", "paper256", "--run-dir", str(run_dir), "--set", "train.r1_gamma=5",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert '"r1_gamma": 5.0' in out and "phase 5:  256 px" in out
+    assert not run_dir.exists()
+
+
+def test_bad_override_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--run-dir", str(tmp_path), "--set", "train.r1_gama=5", "--dry-run"]) == 2
+    assert "unknown config key 'train.r1_gama'" in capsys.readouterr().err
+    assert main(["train", "--run-dir", str(tmp_path), "--set", "model.resolution=banana", "--dry-run"]) == 2
+    assert "model.resolution" in capsys.readouterr().err
+
+
+def test_train_resume_and_sample_on_local_ray(local_ray, tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["synth", str(data), "--images", "16", "--videos", "3", "--frames", "8", "--size", "64"]) == 0
+    run_dir = tmp_path / "run"
+    common = ["train", "--config", "tiny", "--images", str(data / "photos"), "--videos", str(data / "videos"),
+              "--run-dir", str(run_dir), "--set", "train.batch={\"8\": 8}", "--set", "train.log_every=5",
+              "--set", "train.checkpoint_kimg=0.08", "--set", "train.sample_kimg=0.08"]
+    assert main([*common, "--set", "train.total_kimg=0.08"]) == 0
+    assert (run_dir / "config.json").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["train"]["total_kimg"] == 0.08
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-00000010"]
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / "samples" / "grid-000000.1.png").is_file()
+    assert probe_video(run_dir / "samples" / "video-000000.1.mp4").num_frames == 16
+
+    # The same command with a longer schedule resumes from step 10.
+    capsys.readouterr()
+    assert main([*common, "--set", "train.total_kimg=0.16"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20]
+    assert "step-00000020" in [p.name for p in (run_dir / "checkpoints").iterdir()]
+
+    out = tmp_path / "samples"
+    assert main(["sample", "--run-dir", str(run_dir), "--out", str(out), "--videos", "2", "--frames", "10",
+                 "--fps", "12", "--scale", "2"]) == 0
+    for i in range(2):
+        frames, fps = read_video(out / f"sample-{i:04d}.mp4")
+        assert frames.shape == (10, 16, 16, 3) and fps == 12  # an 8 px model (first phase), --scale 2
+    grid = np.asarray(Image.open(out / "grid.png"))
+    assert grid.shape == (2 * 16, 6 * 16, 3)
+
+
+def test_sample_without_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["sample", "--run-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
