@@ -59,12 +59,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _speed(value: str) -> float:
+    from deeplandscape.animate.homography import SPEEDS
+
+    try:
+        return SPEEDS[value] if value in SPEEDS else float(value.lstrip("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed must be a number or one of {', '.join(SPEEDS)}, got {value!r}")
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    from deeplandscape.sample import load_model, write_samples
+    from deeplandscape.animate.homography import load_motions
+    from deeplandscape.sample import VideoOutputs, load_model, write_samples
 
     model = load_model(args.run_dir)
-    summary = write_samples(model, args.out, videos=args.videos, frames=args.frames, fps=args.fps, seed=args.seed,
-                            shift_per_frame=(args.shift, 0.0), scale=args.scale)
+    motions = load_motions(args.homographies) if args.homographies else None
+    outputs = VideoOutputs(fps=args.fps, crf=args.crf, scale=args.scale, poster=not args.no_poster,
+                           gif=args.gif, png_frames=args.png_frames)
+    summary = write_samples(model, args.out, videos=args.videos, frames=args.frames, seed=args.seed,
+                            direction=args.direction, speed=args.speed, horizon=args.horizon, motions=motions,
+                            outputs=outputs)
     print(f"wrote {len(summary['videos'])} videos and {summary['grid']} "
           f"({model.resolution} px model at {model.kimg:.1f} kimg) to {args.out}")
     return 0
@@ -109,13 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="render time-lapse videos from a trained run")
     p.add_argument("--run-dir", required=True, help="run directory with checkpoints")
-    p.add_argument("--out", required=True, help="output folder for mp4s and grid.png")
+    p.add_argument("--out", required=True, help="output folder for mp4s, posters and grid.png")
     p.add_argument("--videos", type=int, default=4)
-    p.add_argument("--frames", type=int, default=48)
-    p.add_argument("--fps", type=float, default=15.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shift", type=float, default=0.01, help="S_dyn motion per frame, in image widths")
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=0, help="video i uses seed + i")
+    p.add_argument("--direction", default="random",
+                   help="S_dyn motion: a clock direction 1h..12h (3h: right, 12h: up and towards the viewer), "
+                        "a name from --homographies, or 'random' (one per video)")
+    p.add_argument("--speed", type=_speed, default=1.0, help="motion speed: a number or x0.5, x1, x2.5, x4")
+    p.add_argument("--horizon", type=float, default=0.5, help="horizon height, fraction of the image from the top")
+    p.add_argument("--homographies", help="JSON file of your own motions (see deeplandscape/animate/homography.py)")
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling for viewing")
+    p.add_argument("--no-poster", action="store_true", help="skip the poster JPEG per video")
+    p.add_argument("--gif", action="store_true", help="also write a GIF preview per video")
+    p.add_argument("--png-frames", action="store_true", help="also write every frame as PNG")
     p.set_defaults(fn=cmd_sample)
 
     p = sub.add_parser("demo", help="synth -> train -> sample -> gallery on a local Ray")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from deeplandscape.config import load_config
 from deeplandscape.data.synth import write_dataset
-from deeplandscape.sample import load_model, write_samples
+from deeplandscape.sample import VideoOutputs, load_model, write_samples
 from deeplandscape.train.launch import train
 
 
@@ -27,8 +27,8 @@ def run_demo(out: Path, preset: str = "tiny", overrides: dict | None = None, log
     train(cfg, str(run_dir), log=log)
     t_train = time.perf_counter() - t0
     model = load_model(str(run_dir))
-    summary = write_samples(model, out / "samples", videos=8, frames=60, fps=15, seed=0,
-                            shift_per_frame=(0.01, 0.0), scale=max(1, 128 // model.resolution))
+    summary = write_samples(model, out / "samples", videos=8, frames=90, seed=0, direction="random", speed=2.5,
+                            outputs=VideoOutputs(fps=30, scale=max(1, 128 // model.resolution)))
     index = write_gallery(out, summary, run_dir, data)
     log(f"[demo] done in {time.perf_counter() - t0:.0f} s (training {t_train:.0f} s)")
     return index
@@ -57,7 +57,8 @@ h2{{margin-top:1.5em}} code{{color:#9cf}}</style></head><body>
 <h1>DeepLandscape demo</h1>
 <p>A tiny {summary['resolution']} px model trained for {summary['kimg']:.1f} kimg on procedural landscapes
 ({last.get('step', '?')} steps). Each video keeps the static latents z<sub>st</sub>, S<sub>st</sub> fixed,
-interpolates z<sub>dyn</sub> and shifts S<sub>dyn</sub>. Checkpoint: <code>{html.escape(summary['checkpoint'])}</code></p>
+interpolates z<sub>dyn</sub> and moves S<sub>dyn</sub> with one of the 12 clock homographies
+(mirrored below the horizon). Checkpoint: <code>{html.escape(summary['checkpoint'])}</code></p>
 <h2>Sampled time-lapses</h2>{videos}
 <h2>Sample grid</h2><p>One row per video, frames left to right.</p><img src="{rel(summary['grid'])}" width="768">
 <h2>Training snapshots</h2>{snapshots}

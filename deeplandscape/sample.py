@@ -1,13 +1,12 @@
 """Sampling time-lapse videos from a trained model (paper 3.1, "Sampling videos").
 
 A video keeps z_st and S_st fixed, interpolates z_dyn between two unit-normal samples and
-moves S_dyn. Here S_dyn moves by a plain translation (a sub-pixel, wrap-around shift); the
-homography animation of the paper is `deeplandscape.animate` territory.
+moves S_dyn with a homography composed frame by frame (`deeplandscape.animate`): one of the
+12 clock directions or a user's own, mirrored below the horizon for water.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from deeplandscape.animate.homography import CLOCK_DIRECTIONS, Motion, resolve_direction
+from deeplandscape.animate.warp import animate_noise
 from deeplandscape.config import Config
 from deeplandscape.nets.generator import Generator
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint
@@ -46,47 +47,52 @@ def load_model(run_dir: str, device: torch.device | str = "cpu") -> LoadedModel:
                        progress["images_seen"] / 1000, ckpt.uri)
 
 
-def shift_maps(S: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
-    """Translate maps [N, 1, H, W] by (dx, dy) pixels with wrap-around, sub-pixel exact.
-
-    A Fourier phase shift: an integer shift is exactly torch.roll, and a fractional one
-    moves the map continuously, so a video does not jump between pixels.
-    """
-    h, w = S.shape[-2:]
-    ky = torch.fft.fftfreq(h, device=S.device)[:, None]
-    kx = torch.fft.fftfreq(w, device=S.device)[None, :]
-    phase = torch.exp(-2j * math.pi * (ky * dy + kx * dx))
-    return torch.fft.ifft2(torch.fft.fft2(S.double()) * phase).real.to(S.dtype)
-
-
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[N, 3, H, W] in [-1, 1] -> [N, H, W, 3] uint8."""
     return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
+@dataclass(frozen=True)
+class Animation:
+    """How S_dyn and z_dyn move over a video."""
+
+    motion: Motion = CLOCK_DIRECTIONS["3h"]  # per-frame homography of S_dyn (animate.homography)
+    speed: float = 1.0  # multiplies the motion (x2.5 matches real time-lapses, REFERENCE.md)
+    horizon: float = 0.5  # fraction of the height from the top; water below it mirrors the sky
+    authors_mode: bool = True  # warp at output resolution and restore mean/std (REFERENCE.md)
+    interpolate_z_dyn: bool = True  # z_dyn from one unit-normal sample to another over the video
+
+
 @torch.no_grad()
 def render_video(
     G: Generator,
-    seed: int,
+    seed: int,  # draws z_st, S_st, the two z_dyn and S_dyn of frame 0
     frames: int,
     resolution: int,
     alpha: float = 1.0,
-    shift_per_frame: tuple[float, float] = (0.01, 0.0),  # S_dyn motion, image widths per frame
+    animation: Animation = Animation(),
     batch: int = 16,  # frames per G forward pass
     device: torch.device | str = "cpu",
 ) -> Iterator[np.ndarray]:
-    """Yield chunks of frames [n, r, r, 3] uint8 of one sampled video."""
+    """Yield chunks of frames [n, r, r, 3] uint8 of one video.
+
+    Paper 3.1: z_st and S_st stay fixed, z_dyn is interpolated between two samples and
+    frame i's S_dyn is frame 0's warped by H^i. Frames go through G in batches and are
+    yielded as they are made, so memory does not grow with the video's length.
+    """
     gen = torch.Generator(device=device).manual_seed(seed)
     z_st = torch.randn(1, G.z_st_dim, generator=gen, device=device)
     z_dyn_a, z_dyn_b = torch.randn(2, 1, G.cfg.z_dyn_dim, generator=gen, device=device)
     S_st = G.make_noise(1, resolution, gen, device)
     S_dyn0 = G.make_noise(1, resolution, gen, device)
+    if not animation.interpolate_z_dyn:
+        z_dyn_b = z_dyn_a
     for start in range(0, frames, batch):
         idx = range(start, min(frames, start + batch))
         t = torch.tensor([i / max(frames - 1, 1) for i in idx], device=device)[:, None]
         z = torch.cat([z_st.expand(len(idx), -1), torch.lerp(z_dyn_a, z_dyn_b, t)], dim=1)
-        S_dyn = [torch.cat([shift_maps(s, i * shift_per_frame[0] * s.shape[-1], i * shift_per_frame[1] * s.shape[-2])
-                            for i in idx]) for s in S_dyn0]
+        S_dyn = animate_noise(S_dyn0, animation.motion, animation.horizon, idx, animation.speed,
+                              authors_mode=animation.authors_mode, out_size=resolution)
         S_st_b = [s.expand(len(idx), -1, -1, -1) for s in S_st]
         img = G(G.ws_from_z(z), S_st_b, S_dyn if G.cfg.separate_noise else None, resolution, alpha)
         yield to_uint8(img)
@@ -99,34 +105,72 @@ def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
     return frames.repeat(factor, axis=-3).repeat(factor, axis=-2)
 
 
-def write_video(model: LoadedModel, path: Path, seed: int, frames: int, fps: float,
-                shift_per_frame: tuple[float, float], scale: int = 1, device: str = "cpu") -> Path:
-    size = model.resolution * scale
-    with VideoWriter(path, fps=fps, width=size, height=size) as out:
-        for chunk in render_video(model.G, seed, frames, model.resolution, model.alpha, shift_per_frame, device=device):
-            out.write(upscale(chunk, scale))
+@dataclass
+class VideoOutputs:
+    """What to write per video besides the mp4."""
+
+    fps: float = 30.0
+    crf: int = 18  # H.264 quality: lower is better, 18 is visually lossless
+    scale: int = 1  # nearest-neighbour upscaling for viewing tiny models
+    poster: bool = True  # NAME.jpg: the first frame
+    gif: bool = False  # NAME.gif preview
+    png_frames: bool = False  # NAME/00000.png ...
+
+
+def write_video(model: LoadedModel, path: Path, seed: int, frames: int, animation: Animation,
+                outputs: VideoOutputs = VideoOutputs(), device: str = "cpu") -> Path:
+    """Render one video to `path` (mp4, H.264 yuv420p), streaming frames to the encoder."""
+    size = model.resolution * outputs.scale
+    previews: list[Image.Image] = []
+    with VideoWriter(path, fps=outputs.fps, width=size, height=size, crf=outputs.crf) as out:
+        for chunk in render_video(model.G, seed, frames, model.resolution, model.alpha, animation, device=device):
+            chunk = upscale(chunk, outputs.scale)
+            out.write(chunk)
+            if outputs.poster and out.frames_written == len(chunk):
+                Image.fromarray(chunk[0]).save(path.with_suffix(".jpg"), quality=92)
+            if outputs.png_frames:
+                folder = path.with_suffix("")
+                folder.mkdir(exist_ok=True)
+                for k, frame in enumerate(chunk, start=out.frames_written - len(chunk)):
+                    Image.fromarray(frame).save(folder / f"{k:05d}.png")
+            if outputs.gif:
+                previews.extend(Image.fromarray(f) for f in chunk)
+    if previews:
+        previews[0].save(path.with_suffix(".gif"), save_all=True, append_images=previews[1:],
+                         duration=round(1000 / outputs.fps), loop=0)
     return path
 
 
 def sample_grid(G: Generator, seeds: list[int], columns: int, resolution: int, alpha: float = 1.0,
                 scale: int = 1, device: str = "cpu") -> Image.Image:
     """One row per seed: `columns` frames spread over a short video of that seed."""
+    animation = Animation(speed=4.0)
     rows = []
     for seed in seeds:
-        video = np.concatenate(list(render_video(G, seed, columns, resolution, alpha, (0.05, 0.0), device=device)))
+        video = np.concatenate(list(render_video(G, seed, columns, resolution, alpha, animation, device=device)))
         rows.append(np.concatenate(list(upscale(video, scale)), axis=1))  # [r, columns*r, 3]
     return Image.fromarray(np.concatenate(rows, axis=0))
 
 
-def write_samples(model: LoadedModel, out_dir: str | Path, videos: int, frames: int, fps: float = 15.0,
-                  seed: int = 0, shift_per_frame: tuple[float, float] = (0.01, 0.0), scale: int = 1,
+def write_samples(model: LoadedModel, out_dir: str | Path, videos: int, frames: int, seed: int = 0,
+                  direction: str = "random", speed: float = 1.0, horizon: float = 0.5,
+                  motions: dict[str, Motion] | None = None, outputs: VideoOutputs = VideoOutputs(),
                   device: str = "cpu") -> dict:
-    """`videos` mp4s `sample-SEED.mp4` and a `grid.png` of their frames under `out_dir`."""
+    """`videos` videos `sample-SEED-DIRECTION.mp4` (+ posters) and a `grid.png` under `out_dir`.
+
+    `direction` is a clock direction ("1h" ... "12h"), a name in `motions`, or "random"
+    (one per video, drawn from the video's seed).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [write_video(model, out / f"sample-{seed + i:04d}.mp4", seed + i, frames, fps, shift_per_frame, scale, device)
-             for i in range(videos)]
-    grid = sample_grid(model.G, [seed + i for i in range(min(videos, 8))], 6, model.resolution, model.alpha, scale, device)
+    paths = []
+    for i in range(videos):
+        motion = resolve_direction(direction, np.random.default_rng(seed + i), motions)
+        animation = Animation(motion=motion, speed=speed, horizon=horizon)
+        path = out / f"sample-{seed + i:04d}-{motion.name}.mp4"
+        paths.append(write_video(model, path, seed + i, frames, animation, outputs, device))
+    grid = sample_grid(model.G, [seed + i for i in range(min(videos, 8))], 6, model.resolution, model.alpha,
+                       outputs.scale, device)
     grid.save(out / "grid.png")
     return {"videos": [str(p) for p in paths], "grid": str(out / "grid.png"), "resolution": model.resolution,
             "kimg": model.kimg, "checkpoint": model.checkpoint}
@@ -146,7 +190,8 @@ def write_training_snapshot(G: Generator, resolution: int, alpha: float, kimg: f
         grid = sample_grid(G, list(range(seeds)), 6, resolution, alpha, scale, device=device)
         grid.save(f"{tmp}/grid.png")
         model = LoadedModel(G, None, resolution, alpha, kimg, "")  # type: ignore[arg-type]
-        write_video(model, Path(tmp) / "video.mp4", 0, frames, 15.0, (0.02, 0.0), scale, device)
+        write_video(model, Path(tmp) / "video.mp4", 0, frames, Animation(speed=2.5),
+                    VideoOutputs(fps=15.0, scale=scale, poster=False), device)
         for name, ext in (("grid", "png"), ("video", "mp4")):
             with open(f"{tmp}/{name}.{ext}", "rb") as f:
                 storage.write_bytes(storage.join(run_dir, "samples", f"{name}-{tag}.{ext}"), f.read())

@@ -65,10 +65,12 @@ def test_train_resume_and_sample_on_local_ray(local_ray, tmp_path, capsys):
 
     out = tmp_path / "samples"
     assert main(["sample", "--run-dir", str(run_dir), "--out", str(out), "--videos", "2", "--frames", "10",
-                 "--fps", "12", "--scale", "2"]) == 0
+                 "--fps", "12", "--scale", "2", "--direction", "9h", "--speed", "x2.5", "--gif"]) == 0
     for i in range(2):
-        frames, fps = read_video(out / f"sample-{i:04d}.mp4")
+        frames, fps = read_video(out / f"sample-{i:04d}-9h.mp4")
         assert frames.shape == (10, 16, 16, 3) and fps == 12  # an 8 px model (first phase), --scale 2
+        assert Image.open(out / f"sample-{i:04d}-9h.jpg").size == (16, 16)
+        assert Image.open(out / f"sample-{i:04d}-9h.gif").n_frames == 10
     grid = np.asarray(Image.open(out / "grid.png"))
     assert grid.shape == (2 * 16, 6 * 16, 3)
 

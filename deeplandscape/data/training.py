@@ -2,8 +2,10 @@
 
 Photos and frames are decoded once (centre square crop, resized to `load_resolution`)
 and held as uint8 tensors; every batch is drawn with a `torch.Generator` the trainer seeds
-from (seed, step, rank), so sampling is reproducible and a resumed run draws exactly the
-batches the uninterrupted run would have drawn.
+from (seed, step), so sampling is reproducible and a resumed run draws exactly the batches
+the uninterrupted run would have drawn. Each call draws the random numbers of the whole
+global batch and materialises only this worker's `part`, so N workers together see exactly
+the batch one worker would see.
 
 The loader keeps frames at a higher resolution than the model (2x by default) so crop
 sampling (paper 3.1) can cut two crops from one real frame and still have real detail.
@@ -108,22 +110,23 @@ class TrainingData:
         return cls(as_chw(photos), [as_chw(v) for v in videos])
 
     # --- batches -------------------------------------------------------------------------
-    def sample_images(self, n: int, resolution: int, gen: torch.Generator) -> torch.Tensor:
-        """Random photos, randomly flipped: [n, 3, r, r] in [-1, 1]."""
-        idx = torch.randint(len(self.photos), (n,), generator=gen)
+    def sample_images(self, n: int, resolution: int, gen: torch.Generator, part: slice = slice(None)) -> torch.Tensor:
+        """Random photos, randomly flipped: [n, 3, r, r] in [-1, 1] (rows `part` of them)."""
+        idx = torch.randint(len(self.photos), (n,), generator=gen)[part]
+        flip = (torch.rand(n, generator=gen) < 0.5)[part]
         x = to_float(self.photos[idx])
-        flip = torch.rand(n, generator=gen) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         return resize_to(x, resolution)
 
-    def sample_pairs(self, n: int, resolution: int, gen: torch.Generator) -> torch.Tensor:
+    def sample_pairs(self, n: int, resolution: int, gen: torch.Generator, part: slice = slice(None)) -> torch.Tensor:
         """Real pairs: two distinct frames of one video, any order and distance, flipped alike.
 
-        Returns [n, 2, 3, r, r] in [-1, 1].
+        Returns [n, 2, 3, r, r] in [-1, 1] (rows `part` of them).
         """
-        vids = torch.randint(len(self.videos), (n,), generator=gen).tolist()
-        u = torch.rand(n, 2, generator=gen)
-        flip = torch.rand(n, generator=gen) < 0.5
+        vids = torch.randint(len(self.videos), (n,), generator=gen)[part].tolist()
+        u = torch.rand(n, 2, generator=gen)[part]
+        flip = (torch.rand(n, generator=gen) < 0.5)[part]
+        n = len(vids)
         pairs = []
         for i, v in enumerate(vids):
             t = len(self.videos[v])
@@ -134,7 +137,8 @@ class TrainingData:
         x = torch.where(flip[:, None, None, None, None], x.flip(-1), x)
         return resize_to(x.flatten(0, 1), resolution).unflatten(0, (n, 2))
 
-    def sample_crop_pairs(self, n: int, resolution: int, scale: float, gen: torch.Generator) -> CropPairs:
+    def sample_crop_pairs(self, n: int, resolution: int, scale: float, gen: torch.Generator,
+                          part: slice = slice(None)) -> CropPairs:
         """Crop sampling (paper 3.1): two crops of ONE real frame at different places.
 
         They stand in for D_pair's fake pair, so D_pair cannot tell real from fake by image
@@ -153,6 +157,8 @@ class TrainingData:
         same = (pos[:, 0] == pos[:, 1]).all(dim=1)
         # Two crops at one place would be a perfect real-looking pair: move the second one.
         pos[same, 1, 1] = (pos[same, 0, 1] + 1 + torch.randint(span, (int(same.sum()),), generator=gen)) % (span + 1)
+        vids, fr, pos = vids[part], fr[part], pos[part]
+        n = len(vids)
         crops, frames = [], []
         for i, v in enumerate(vids):
             f = int(fr[i] * len(self.videos[v]))

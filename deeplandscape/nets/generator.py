@@ -85,7 +85,9 @@ class SynthesisBlock(nn.Module):
         self.first = first
         if first:
             # The 4x4 level starts from a learned constant instead of an upsampling conv.
-            self.const = nn.Parameter(torch.ones(1, out_ch, 4, 4))
+            # Random, not ones: instance norm of a spatially flat map is 0/0, which leaves
+            # the first styles with float-noise gradients that Adam blows up to full steps.
+            self.const = nn.Parameter(torch.randn(1, out_ch, 4, 4))
             self.conv1 = StyledConv(out_ch, out_ch, w_dim, upsample=False, separate_noise=separate_noise)
         else:
             self.conv1 = StyledConv(in_ch, out_ch, w_dim, upsample=True, separate_noise=separate_noise)

@@ -43,17 +43,21 @@ class PixelNorm(nn.Module):
 
 
 class Blur(nn.Module):
-    """The [1, 2, 1] low-pass StyleGAN v1 applies after upsampling and before downsampling."""
+    """The [1, 2, 1] low-pass StyleGAN v1 applies after upsampling and before downsampling.
+
+    Written as shifted adds of a zero-padded tensor (separable, exactly a 3x3 depthwise
+    convolution with kernel [1,2,1]x[1,2,1]/16): the grouped convolution it replaces runs
+    its double backward (R1) one channel at a time on the CPU, which cost a third of a step.
+    """
 
     def __init__(self, channels: int):
         super().__init__()
-        k = torch.tensor([1.0, 2.0, 1.0])
-        k = (k[:, None] * k[None, :]) / 16.0
-        self.register_buffer("kernel", k.expand(channels, 1, 3, 3).contiguous(), persistent=False)
         self.channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.kernel.to(x.dtype), padding=1, groups=self.channels)
+        x = F.pad(x, (1, 1, 1, 1))
+        x = 0.25 * x[..., :, :-2] + 0.5 * x[..., :, 1:-1] + 0.25 * x[..., :, 2:]
+        return 0.25 * x[..., :-2, :] + 0.5 * x[..., 1:-1, :] + 0.25 * x[..., 2:, :]
 
 
 class NoiseInjection(nn.Module):
@@ -86,12 +90,16 @@ class AdaIN(nn.Module):
 
 
 def minibatch_stddev(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
-    """Append one feature map: the std over groups of samples, averaged (Karras et al. 2018)."""
+    """Append one feature map: the std over groups of samples, averaged (Karras et al. 2018).
+
+    Groups are runs of consecutive samples, so splitting a batch into contiguous per-worker
+    slices (a multiple of the group size) gives every sample the same group.
+    """
     b, c, h, w = x.shape
     g = min(group_size, b)
     while b % g:  # groups must tile the batch (small or odd last batches)
         g -= 1
-    y = x.reshape(g, b // g, c, h, w)
-    y = (y - y.mean(dim=0)).pow(2).mean(dim=0).add(1e-8).sqrt()  # [B/g, C, H, W]
-    y = y.mean(dim=(1, 2, 3)).reshape(b // g, 1, 1, 1).repeat(g, 1, h, w)  # [B, 1, H, W]
+    y = x.reshape(b // g, g, c, h, w)
+    y = (y - y.mean(dim=1, keepdim=True)).pow(2).mean(dim=1).add(1e-8).sqrt()  # [B/g, C, H, W]
+    y = y.mean(dim=(1, 2, 3)).reshape(b // g, 1, 1, 1).repeat_interleave(g, 0).expand(b, 1, h, w)
     return torch.cat([x, y], dim=1)

@@ -46,6 +46,11 @@ class Latents:
     def frames(self) -> int:
         return self.z_dyn.shape[1]
 
+    def select(self, part: slice) -> "Latents":
+        """The samples `part` (a worker's slice of the global batch)."""
+        return Latents(self.z_st[part], self.z_dyn[part], [s[part] for s in self.S_st], [s[part] for s in self.S_dyn],
+                       self.mix_z_st[part], self.mix_z_dyn[part], self.cut[part])
+
 
 def sample_latents(G: Generator, batch: int, frames: int, resolution: int, mixing_prob: float,
                    gen: torch.Generator, device: torch.device | str = "cpu") -> Latents:

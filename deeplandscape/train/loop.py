@@ -125,11 +125,19 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = lr * group.get("lr_mult", 1.0)
 
-    def local_batch(self, resolution: int) -> int:
+    def batch_part(self, resolution: int) -> tuple[int, slice]:
+        """(global batch, this worker's contiguous slice of it)."""
         total = global_batch(self.cfg.train, resolution)
         if total % self.ctx.world_size:
             raise ValueError(f"train.batch at {resolution} px ({total}) must divide by the {self.ctx.world_size} workers")
-        return total // self.ctx.world_size
+        local = total // self.ctx.world_size
+        return total, slice(self.ctx.rank * local, (self.ctx.rank + 1) * local)
+
+    def sample_fakes(self, batch: int, part: slice, frames: int, resolution: int, gen: torch.Generator):
+        """This worker's slice of the global batch of G's inputs (drawn whole, so any
+        number of workers sees the same global batch)."""
+        lat = sample_latents(self.G, batch, frames, resolution, self.cfg.train.mixing_prob, gen, self.device)
+        return lat.select(part)
 
     def choose_discriminator(self, p_pair: float) -> tuple[bool, bool]:
         """(use D_pair, use crop sampling), drawn from the step's shared stream so all ranks agree."""
@@ -151,10 +159,10 @@ class Trainer:
         opt.step()
         return loss.detach(), r1.detach()
 
-    def generator_step(self, D, frames: int, batch: int, resolution: int, alpha: float,
+    def generator_step(self, D, frames: int, batch: int, part: slice, resolution: int, alpha: float,
                        gen: torch.Generator) -> torch.Tensor:
         D.requires_grad_(False)
-        lat = sample_latents(self.G, batch, frames, resolution, self.cfg.train.mixing_prob, gen, self.device)
+        lat = self.sample_fakes(batch, part, frames, resolution, gen)
         with self._autocast():
             fake = generate(self.G, lat, resolution, alpha)
             logits = D(fake if frames == 2 else fake[:, 0], resolution, alpha)
@@ -170,34 +178,33 @@ class Trainer:
         t, res_max = self.cfg.train, self.cfg.model.resolution
         phase = phase_at(self.images_seen, t, res_max)
         res, alpha = phase.resolution, phase.alpha
-        batch = self.local_batch(res)
+        batch, part = self.batch_part(res)
         self._set_lr(learning_rate(t, res))
         p_pair = pair_probability(self.images_seen, t, res_max)
         use_pair, use_crop = self.choose_discriminator(p_pair)
-        data_gen = step_generator(t.seed, self.step, "data", self.ctx.rank)
-        latent_gen = step_generator(t.seed, self.step, "latents", self.ctx.rank, self.device)
+        data_gen = step_generator(t.seed, self.step, "data")
+        latent_gen = step_generator(t.seed, self.step, "latents", device=self.device)
         D, opt_D, frames = (self.D_pair, self.opt_D_pair, 2) if use_pair else (self.D_st, self.opt_D_st, 1)
 
         # Real batch: photos for D_st, two frames of one video for D_pair.
         if use_pair:
-            real = self.data.sample_pairs(batch, res, data_gen)
+            real = self.data.sample_pairs(batch, res, data_gen, part)
         else:
-            real = self.data.sample_images(batch, res, data_gen)
+            real = self.data.sample_images(batch, res, data_gen, part)
         # Fake batch for D: crop sampling replaces G's pair by two crops of one real frame,
         # so G's forward pass is skipped on those iterations.
         if use_crop:
-            fake = self.data.sample_crop_pairs(batch, res, t.crop_scale, data_gen).images
+            fake = self.data.sample_crop_pairs(batch, res, t.crop_scale, data_gen, part).images
         else:
             with torch.no_grad(), self._autocast():
-                lat = sample_latents(self.G, batch, frames, res, t.mixing_prob, latent_gen, self.device)
-                fake = generate(self.G, lat, res, alpha)
+                fake = generate(self.G, self.sample_fakes(batch, part, frames, res, latent_gen), res, alpha)
                 fake = fake if use_pair else fake[:, 0]
         d_loss, r1 = self.discriminator_step(D, opt_D, real.to(self.device), fake.to(self.device), res, alpha)
-        g_loss = self.generator_step(D, frames, batch, res, alpha, latent_gen)
+        g_loss = self.generator_step(D, frames, batch, part, res, alpha, latent_gen)
         ema_update(self.G_ema, self.G, t.ema_decay)
 
         self.step += 1
-        self.images_seen += batch * self.ctx.world_size
+        self.images_seen += batch
         name = "pair" if use_pair else "st"
         return {
             "step": self.step, "kimg": self.images_seen / 1000, "images_seen": self.images_seen,

@@ -115,3 +115,12 @@ def test_pair_discriminator_rejects_single_images(model_cfg):
 def test_generate_pairs_shapes(G):
     lat = sample_latents(G, 3, 2, 16, 0.9, torch.Generator().manual_seed(1))
     assert generate(G, lat, 16, 1.0).shape == (3, 2, 3, 16, 16)
+
+
+def test_blur_equals_the_depthwise_121_convolution():
+    from deeplandscape.nets.layers import Blur
+
+    x = torch.randn(2, 5, 9, 7)
+    k = torch.tensor([1.0, 2.0, 1.0])
+    kernel = (k[:, None] * k[None, :] / 16).expand(5, 1, 3, 3)
+    torch.testing.assert_close(Blur(5)(x), F.conv2d(x, kernel, padding=1, groups=5))

@@ -1,0 +1,58 @@
+"""Training images/s of a preset at each progressive resolution, in-process, side by side.
+
+    .venv/bin/python bench/train_speed.py --config tiny --steps 20 --threads 1 2
+
+Prints one row per (resolution, threads): the step time and real images/s, measured in the
+same run so the ratios are meaningful on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+
+from deeplandscape.config import load_config, parse_set
+from deeplandscape.data.synth import write_dataset
+from deeplandscape.data.training import TrainingData
+from deeplandscape.train.loop import Trainer
+from deeplandscape.train.schedule import global_batch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="tiny")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        write_dataset(tmp, images=64, videos=4, frames=16, size=64, seed=0)
+        cfg = load_config(args.config, {"data.images": f"{tmp}/photos", "data.videos": f"{tmp}/videos",
+                                        **parse_set(args.overrides)})
+        data = TrainingData.load(cfg.data.images, cfg.data.videos, cfg.data.load_resolution or 2 * cfg.model.resolution)
+        t = cfg.train
+        print(f"{'res':>5} {'threads':>7} {'batch':>5} {'s/step':>8} {'img/s':>8}")
+        res = t.start_resolution
+        while res <= cfg.model.resolution:
+            phase_start = int(t.phase_kimg * 1000 * (res.bit_length() - t.start_resolution.bit_length()))
+            for threads in args.threads:
+                torch.set_num_threads(threads)
+                trainer = Trainer(cfg, data)
+                # Stable part of the phase (alpha = 1), past the D-ratio anneal.
+                trainer.images_seen = phase_start + int(t.fade_kimg * 1000)
+                for _ in range(3):
+                    trainer.train_step()
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    trainer.train_step()
+                dt = (time.perf_counter() - start) / args.steps
+                batch = global_batch(t, res)
+                print(f"{res:5d} {threads:7d} {batch:5d} {dt:8.3f} {batch / dt:8.1f}")
+            res *= 2
+
+
+if __name__ == "__main__":
+    main()
