@@ -3,12 +3,14 @@
     synth    write the procedural landscape data set (photos, time-lapses, masks)
     train    train DeepLandscape under Ray Train (resumes from the run directory)
     sample   render time-lapse videos from a trained run
+    calibrate-motion   measure cloud motion in time-lapses, write homographies at that speed
     demo     synth -> train -> sample -> gallery, on a local Ray, in a few minutes
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -70,17 +72,36 @@ def _speed(value: str) -> float:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from deeplandscape.animate.homography import load_motions
-    from deeplandscape.sample import VideoOutputs, load_model, write_samples
+    from deeplandscape.sample import VideoOutputs, load_model, sample_many, write_samples
 
-    model = load_model(args.run_dir)
     motions = load_motions(args.homographies) if args.homographies else None
     outputs = VideoOutputs(fps=args.fps, crf=args.crf, scale=args.scale, poster=not args.no_poster,
                            gif=args.gif, png_frames=args.png_frames)
+    if args.workers:
+        rows = sample_many(args.run_dir, args.out, args.videos, args.frames, seed=args.seed, direction=args.direction,
+                           speed=args.speed, horizon=args.horizon, motions=motions, outputs=outputs,
+                           workers=args.workers, use_gpu=args.gpu)
+        failed = [r for r in rows if r["error"]]
+        for r in failed:
+            print(f"failed: seed {r['seed']}: {r['error']}", file=sys.stderr)
+        print(f"wrote {len(rows) - len(failed)} videos ({len(failed)} failed) and manifest.parquet to {args.out}")
+        return 1 if failed else 0
+    model = load_model(args.run_dir)
     summary = write_samples(model, args.out, videos=args.videos, frames=args.frames, seed=args.seed,
                             direction=args.direction, speed=args.speed, horizon=args.horizon, motions=motions,
                             outputs=outputs)
     print(f"wrote {len(summary['videos'])} videos and {summary['grid']} "
           f"({model.resolution} px model at {model.kimg:.1f} kimg) to {args.out}")
+    return 0
+
+
+def cmd_calibrate_motion(args: argparse.Namespace) -> int:
+    from deeplandscape.animate.calibrate import run_calibration
+
+    summary = run_calibration(args.videos, args.out, masks_uri=args.masks, n_dominant=args.dominant)
+    print(json.dumps(summary, indent=2))
+    print(f"wrote the motions to {args.out} (use: deeplandscape sample --homographies {args.out}) "
+          f"and the per-video measurements to {summary['report']}")
     return 0
 
 
@@ -139,7 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-poster", action="store_true", help="skip the poster JPEG per video")
     p.add_argument("--gif", action="store_true", help="also write a GIF preview per video")
     p.add_argument("--png-frames", action="store_true", help="also write every frame as PNG")
+    p.add_argument("--workers", type=int, default=0,
+                   help="render with Ray Data on this many actors (many videos; --out may be s3://)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per Ray Data actor")
     p.set_defaults(fn=cmd_sample)
+
+    p = sub.add_parser("calibrate-motion", help="measure cloud motion in time-lapses; write the 12 directions at that speed")
+    p.add_argument("--videos", required=True, help="folder or s3:// prefix of time-lapse videos")
+    p.add_argument("--masks", help="folder of NAME.mask.png dynamic-region masks (default: next to the videos)")
+    p.add_argument("--out", required=True, help="motions JSON to write (a NAME.report.json goes next to it)")
+    p.add_argument("--dominant", type=int, default=3, help="measured dominant directions to add as extra entries")
+    p.set_defaults(fn=cmd_calibrate_motion)
 
     p = sub.add_parser("demo", help="synth -> train -> sample -> gallery on a local Ray")
     _add_config_args(p)

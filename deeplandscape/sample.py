@@ -195,3 +195,87 @@ def write_training_snapshot(G: Generator, resolution: int, alpha: float, kimg: f
         for name, ext in (("grid", "png"), ("video", "mp4")):
             with open(f"{tmp}/{name}.{ext}", "rb") as f:
                 storage.write_bytes(storage.join(run_dir, "samples", f"{name}-{tag}.{ext}"), f.read())
+
+
+class _VideoRenderer:
+    """A Ray Data actor: loads the generator once, renders and uploads the videos it is given."""
+
+    def __init__(self, run_dir: str, out_dir: str, frames: int, direction: str, speed: float, horizon: float,
+                 motions: dict[str, list] | None, outputs: dict, use_gpu: bool):
+        import dataclasses
+
+        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        self.model = load_model(run_dir, device)
+        self.device = device
+        self.out_dir, self.frames, self.direction = out_dir, frames, direction
+        self.speed, self.horizon = speed, horizon
+        self.motions = {k: Motion(k, tuple(map(tuple, v))) for k, v in (motions or {}).items()} or None
+        self.outputs = VideoOutputs(**outputs)
+        assert not self.outputs.png_frames, "PNG frames are not uploaded from Ray workers"
+        self._fields = [f.name for f in dataclasses.fields(VideoOutputs)]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import tempfile
+        import time
+
+        from deeplandscape import storage
+
+        rows: dict[str, list] = {"seed": [], "direction": [], "uri": [], "seconds": [], "error": []}
+        for seed in batch["seed"].tolist():
+            start = time.perf_counter()
+            motion_name, uri, error = "", "", ""
+            try:
+                motion = resolve_direction(self.direction, np.random.default_rng(seed), self.motions)
+                motion_name = motion.name
+                name = f"sample-{seed:06d}-{motion.name}"
+                with tempfile.TemporaryDirectory() as tmp:
+                    local = Path(tmp) / f"{name}.mp4"
+                    write_video(self.model, local, seed, self.frames, Animation(motion, self.speed, self.horizon),
+                                self.outputs, self.device)
+                    for produced in sorted(Path(tmp).iterdir()):
+                        storage.write_bytes(storage.join(self.out_dir, produced.name), produced.read_bytes())
+                uri = storage.join(self.out_dir, f"{name}.mp4")
+            except Exception as e:  # one bad video must not end the job: record it
+                error = f"{type(e).__name__}: {e}"
+            for k, v in (("seed", seed), ("direction", motion_name), ("uri", uri),
+                         ("seconds", time.perf_counter() - start), ("error", error)):
+                rows[k].append(v)
+        return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def sample_many(run_dir: str, out_dir: str, videos: int, frames: int, seed: int = 0, direction: str = "random",
+                speed: float = 1.0, horizon: float = 0.5, motions: dict[str, Motion] | None = None,
+                outputs: VideoOutputs = VideoOutputs(), workers: int = 2, videos_per_batch: int = 4,
+                use_gpu: bool = False) -> list[dict]:
+    """Render many videos with Ray Data on an actor pool (the generator loaded once per actor).
+
+    `out_dir` may be a folder or an s3:// prefix. Returns one row per video: seed, direction,
+    uri, seconds, error ("" when it worked). Writes `manifest.parquet` next to the videos.
+    """
+    import dataclasses
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import ray
+
+    from deeplandscape import storage
+
+    ds = ray.data.from_items([{"seed": seed + i} for i in range(videos)])
+    ds = ds.map_batches(
+        _VideoRenderer,
+        fn_constructor_kwargs=dict(
+            run_dir=run_dir, out_dir=out_dir, frames=frames, direction=direction, speed=speed, horizon=horizon,
+            motions={k: [list(d) for d in m.displacements] for k, m in (motions or {}).items()},
+            outputs=dataclasses.asdict(outputs), use_gpu=use_gpu),
+        batch_size=videos_per_batch,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_gpus=1 if use_gpu else 0,
+        num_cpus=1,
+    )
+    rows = sorted(ds.take_all(), key=lambda r: r["seed"])
+    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buf)
+    storage.write_bytes(storage.join(out_dir, "manifest.parquet"), buf.getvalue())
+    return rows

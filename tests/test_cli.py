@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -17,7 +18,7 @@ def test_every_command_has_help(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for command in ("synth", "train", "sample", "demo"):
+    for command in ("synth", "train", "sample", "calibrate-motion", "demo"):
         assert command in out
         with pytest.raises(SystemExit) as e:
             main([command, "--help"])
@@ -74,7 +75,30 @@ def test_train_resume_and_sample_on_local_ray(local_ray, tmp_path, capsys):
     grid = np.asarray(Image.open(out / "grid.png"))
     assert grid.shape == (2 * 16, 6 * 16, 3)
 
+    # Many videos through Ray Data: an actor pool, the generator loaded once per actor.
+    many = tmp_path / "many"
+    assert main(["sample", "--run-dir", str(run_dir), "--out", str(many), "--videos", "5", "--frames", "6",
+                 "--workers", "2", "--direction", "random"]) == 0
+    rows = pq.read_table(many / "manifest.parquet").to_pylist()
+    assert [r["seed"] for r in rows] == [0, 1, 2, 3, 4] and not any(r["error"] for r in rows)
+    for r in rows:
+        assert probe_video(r["uri"]).num_frames == 6
+        assert r["direction"] in {f"{h}h" for h in range(1, 13)}
+    assert len({r["direction"] for r in rows}) > 1  # "random" draws per video
+
 
 def test_sample_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["sample", "--run-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_calibrate_motion_cli_on_synthetic_time_lapses(local_ray, synth_data, tmp_path, capsys):
+    """The written motions load back and `sample --homographies` accepts them."""
+    from deeplandscape.animate.homography import load_motions
+
+    out = tmp_path / "motions.json"
+    assert main(["calibrate-motion", "--videos", str(synth_data / "videos"), "--out", str(out)]) == 0
+    motions = load_motions(out)
+    assert {f"{h}h" for h in range(1, 13)} <= set(motions) and "measured-1" in motions
+    assert (tmp_path / "motions.report.json").is_file()
+    assert "wrote the motions" in capsys.readouterr().out

@@ -39,9 +39,19 @@ def _worker_entry(loop_config: dict[str, Any]) -> None:
         log=logging.getLogger("deeplandscape.train").info,
     )
     # Ray Train's print patch sends print() to the log twice; log through `logging` instead,
-    # and keep Ray Train's per-report INFO lines out of the progress output.
+    # and keep Ray Train's per-report INFO lines ("Reporting training result ...", logged by a
+    # module logger named after its file) out of the progress output.
     logging.getLogger("deeplandscape").setLevel(logging.INFO)
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    try:
+        from ray.train.v2._internal.execution import context as _ray_context
+
+        _ray_context.logger.setLevel(logging.WARNING)
+    except (ImportError, AttributeError):  # a Ray version without that module: just noisier
+        pass
+    if ctx.rank == 0:
+        import torch
+
+        ctx.log(f"{ctx.world_size} worker(s) on {ctx.device}, {torch.get_num_threads()} torch thread(s) each")
 
     def snapshot(trainer, run_dir: str) -> None:
         phase = _phase_at(trainer.images_seen, cfg.train, cfg.model.resolution)

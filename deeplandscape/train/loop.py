@@ -221,6 +221,7 @@ class MetricsWriter:
         lines = storage.read_text(self.uri).splitlines() if storage.exists(self.uri) else []
         # Lines logged after the checkpoint we resume from belong to a run that died: drop them.
         self.lines = [ln for ln in lines if ln.strip() and json.loads(ln)["step"] <= resume_step]
+        storage.write_text(self.uri, "".join(ln + "\n" for ln in self.lines))
         self.tb = None
         if not storage.is_remote(run_dir):
             from torch.utils.tensorboard import SummaryWriter
@@ -228,8 +229,13 @@ class MetricsWriter:
             self.tb = SummaryWriter(storage.resolve(storage.join(run_dir, "tensorboard"))[1], purge_step=resume_step + 1)
 
     def write(self, metrics: dict[str, Any]) -> None:
-        self.lines.append(json.dumps(metrics, sort_keys=True))
-        storage.write_text(self.uri, "\n".join(self.lines) + "\n")
+        line = json.dumps(metrics, sort_keys=True)
+        self.lines.append(line)
+        if storage.is_remote(self.uri):  # objects cannot be appended to: rewrite
+            storage.write_text(self.uri, "\n".join(self.lines) + "\n")
+        else:
+            with open(storage.resolve(self.uri)[1], "a") as f:
+                f.write(line + "\n")
         if self.tb is not None:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)) and k != "step":
