@@ -142,20 +142,21 @@ def folder_stats(folder: PathLike, extractor: InceptionFeatures, batch_size: int
     return stats
 
 
-def _mu_sigma(path: PathLike, extractor: InceptionFeatures, batch_size: int, num_workers: int):
-    if str(path).endswith(".npz"):  # as pytorch-fid: precomputed mu/sigma
-        with np.load(path) as f:
-            return f["mu"], f["sigma"]
-    s = folder_stats(path, extractor, batch_size, num_workers)
-    return s.mean(), s.cov()
-
-
 def fid_from_folders(a: PathLike, b: PathLike, batch_size: int = 50,
                      device: str | torch.device = "cpu", weights_path: PathLike | None = None,
                      num_workers: int = 0) -> float:
-    """FID between two image folders (or .npz files with ``mu``/``sigma``), as
-    ``python -m pytorch_fid a b --dims 2048`` computes it."""
-    extractor = InceptionFeatures(device, weights_path)
-    mu1, sigma1 = _mu_sigma(a, extractor, batch_size, num_workers)
-    mu2, sigma2 = _mu_sigma(b, extractor, batch_size, num_workers)
-    return frechet_distance(mu1, sigma1, mu2, sigma2)
+    """FID between two image folders (or .npz files with ``mu``/``sigma``, as pytorch-fid
+    writes them), as ``python -m pytorch_fid a b --dims 2048`` computes it."""
+    extractor: InceptionFeatures | None = None  # built only if a folder needs it
+
+    def mu_sigma(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal extractor
+        if str(path).endswith(".npz"):
+            with np.load(path) as f:
+                return f["mu"], f["sigma"]
+        if extractor is None:
+            extractor = InceptionFeatures(device, weights_path)
+        s = folder_stats(path, extractor, batch_size, num_workers)
+        return s.mean(), s.cov()
+
+    return frechet_distance(*mu_sigma(a), *mu_sigma(b))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ __all__ = [
     "masked_ssim_per_image",
     "masked_ssim",
     "MaskedLPIPS",
+    "lpips_model",
     "masked_lpips",
 ]
 
@@ -138,12 +140,16 @@ def _cached_lpips(net: str, device: str, path: str) -> MaskedLPIPS:
     return MaskedLPIPS(net, device, path)
 
 
-def masked_lpips(a, b, mask, net: str = "vgg", device: str | torch.device = "cpu") -> float:
-    """Mean LPIPS over pairs, each averaged over its static pixels (mask True).
-
-    The network is built once per (net, device, weight file) and reused across calls.
-    """
+def lpips_model(net: str = "vgg", device: str | torch.device = "cpu",
+                weights_path: PathLike | None = None) -> MaskedLPIPS:
+    """A `MaskedLPIPS` built once per (net, device, backbone file) and then reused."""
     if net not in _BACKBONE_WEIGHTS:
         raise ValueError(f"net must be one of {sorted(_BACKBONE_WEIGHTS)}, got {net!r}")
-    path = weights.weight_path(_BACKBONE_WEIGHTS[net])  # resolved now: the cache key follows the env
-    return _cached_lpips(net, str(torch.device(device)), str(path))(a, b, mask)
+    # Resolved before the cache lookup, so the key follows $DEEPLANDSCAPE_WEIGHTS / $TORCH_HOME.
+    path = Path(weights_path) if weights_path is not None else weights.weight_path(_BACKBONE_WEIGHTS[net])
+    return _cached_lpips(net, str(torch.device(device)), str(path.resolve()))
+
+
+def masked_lpips(a, b, mask, net: str = "vgg", device: str | torch.device = "cpu") -> float:
+    """Mean LPIPS over pairs, each averaged over its static pixels (mask True)."""
+    return lpips_model(net, device)(a, b, mask)

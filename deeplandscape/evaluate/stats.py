@@ -105,13 +105,32 @@ class FeatureStats:
             return cls(f["sum"], f["sum_outer"], int(f["n"]))
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
-    """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)).
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)).
 
-    pytorch-fid's implementation (scipy sqrtm; eps added to the diagonals when the product
-    is singular; a negligible imaginary part dropped), so values match its CLI.
+    Tr (sigma1 sigma2)^(1/2) is the sum of the square roots of the eigenvalues of
+    sigma1 sigma2, which are those of the symmetric PSD matrix R^T sigma2 R with
+    sigma1 = R R^T. We compute it that way (one `eigh` of sigma1, one small `eigvalsh`)
+    instead of pytorch-fid's ``scipy.linalg.sqrtm(sigma1 @ sigma2)``: the same quantity,
+    but 10-20x faster at 2048-d on a CPU (~1.5 s against ~25 s: FID per frame index adds
+    up), and no eps added to the diagonals when the product is singular (fewer samples than
+    dimensions): R keeps only the numerically non-zero eigen-directions of sigma1, so a set
+    against itself gives 0 to rounding. Agreement with pytorch-fid is tested.
     """
-    from pytorch_fid.fid_score import calculate_frechet_distance
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
+    sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
+    d = mu1.shape[0]
+    assert mu1.shape == mu2.shape == (d,) and sigma1.shape == sigma2.shape == (d, d), (
+        mu1.shape, mu2.shape, sigma1.shape, sigma2.shape)
 
-    return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2, eps=eps))
+    w, v = np.linalg.eigh(sigma1)  # ascending; sigma1 = v diag(w) v^T
+    tol = max(w.max(initial=0.0), 0.0) * d * np.finfo(np.float64).eps  # numerical rank, as matrix_rank
+    nonzero = w > tol
+    r = v[:, nonzero] * np.sqrt(w[nonzero])  # [D, k], sigma1 = r r^T
+    m = r.T @ sigma2 @ r  # [k, k]: its eigenvalues are the non-zero ones of sigma1 sigma2
+    ev = np.linalg.eigvalsh((m + m.T) / 2) if m.size else np.zeros(0)
+    tr_covmean = np.sqrt(np.clip(ev, 0.0, None)).sum()
+
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)

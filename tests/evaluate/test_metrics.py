@@ -12,6 +12,7 @@ import math
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -25,10 +26,10 @@ from deeplandscape.evaluate.fid import (
     InceptionFeatures,
     fid_from_folders,
     fid_inception_v3_architecture,
-    folder_stats,
 )
 from deeplandscape.evaluate.image_metrics import (
     MaskedLPIPS,
+    lpips_model,
     masked_lpips,
     masked_ssim,
     masked_ssim_per_image,
@@ -83,6 +84,50 @@ def torch_home(tmp_path_factory):
     return home
 
 
+def _write_pngs(folder, count, seed, brightness):
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:64, 0:64] / 63.0
+    for i in range(count):
+        base = brightness * np.stack([yy, xx, 1 - yy], axis=-1) + rng.uniform(-0.5, 0.5, size=3)
+        img = np.clip(255 * (base + 0.15 * rng.normal(size=(64, 64, 3))), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def _pytorch_fid_save_stats(folders: dict, torch_home, out_dir) -> dict:
+    """pytorch-fid's CLI on each folder, ``python -m pytorch_fid --save-stats A a.npz``, the
+    folders in parallel (one thread each: 2 cores); returns {name: (mu, sigma)}.
+
+    Why --save-stats and not ``python -m pytorch_fid A B``: the latter spends ~30 s of one
+    core in scipy's sqrtm of a 2048 x 2048 matrix, which alone would blow this file's budget.
+    The CLI's statistics plus `test_frechet_distance_agrees_with_pytorch_fid` cover the same
+    ground (the full CLI run agreed to 5e-6 relative when tried by hand).
+    """
+    runs = {}
+    for name, folder in folders.items():
+        npz, log = out_dir / f"{name}.npz", out_dir / f"{name}.log"
+        with open(log, "w") as f:
+            runs[name] = npz, log, subprocess.Popen(
+                [sys.executable, "-m", "pytorch_fid", "--save-stats", str(folder), str(npz),
+                 "--device", "cpu", "--num-workers", "0"],
+                env={"TORCH_HOME": str(torch_home), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+                stdout=f, stderr=subprocess.STDOUT)
+    stats = {}
+    try:
+        for name, (npz, log, proc) in runs.items():
+            proc.wait(timeout=300)
+            assert proc.returncode == 0, log.read_text()
+            with np.load(npz) as f:
+                stats[name] = f["mu"], f["sigma"]
+    finally:
+        for _, _, proc in runs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return stats
+
+
 @pytest.fixture
 def cached_weights(torch_home, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
@@ -117,6 +162,24 @@ def test_frechet_distance_of_a_set_with_itself_is_zero():
     x = np.random.default_rng(1).normal(size=(300, 12)) @ np.random.default_rng(2).normal(size=(12, 12))
     s = FeatureStats.of(x)
     assert abs(frechet_distance(s.mean(), s.cov(), s.mean(), s.cov())) < 1e-6
+    # Fewer samples than dimensions (singular covariance), as in a small FID run.
+    s = FeatureStats.of(np.random.default_rng(3).uniform(size=(12, 256)))
+    assert abs(frechet_distance(s.mean(), s.cov(), s.mean(), s.cov())) < 1e-9 * np.trace(s.cov())
+
+
+@pytest.mark.parametrize("n1,n2,d", [(400, 300, 64), (20, 15, 256)])  # full-rank; singular as in small FID runs
+def test_frechet_distance_agrees_with_pytorch_fid(n1, n2, d):
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(n1)
+    mix = rng.normal(size=(d, d)) / np.sqrt(d)
+    s1 = FeatureStats.of(np.abs(rng.normal(size=(n1, d)) @ mix))  # non-negative, like pool3 features
+    s2 = FeatureStats.of(np.abs(0.2 + rng.normal(size=(n2, d)) @ (1.3 * mix)))
+    ours = frechet_distance(s1.mean(), s1.cov(), s2.mean(), s2.cov())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy's deprecated disp= and singular-matrix warnings
+        theirs = calculate_frechet_distance(s1.mean(), s1.cov(), s2.mean(), s2.cov())
+    assert ours == pytest.approx(theirs, rel=1e-6)
 
 
 # ---------------------------------------------------------------- FeatureStats
@@ -172,7 +235,7 @@ def test_missing_weights_error_names_file_url_and_fetch_command(empty_cache):
     assert weights.REGISTRY["i3d"].hash_prefix is None and weights.REGISTRY["i3d"].sha256 is None
 
 
-def test_hash_prefixes_and_wrong_checksum_detected(empty_cache, tmp_path, monkeypatch):
+def test_hash_prefixes_and_wrong_checksum_detected(empty_cache, monkeypatch):
     assert weights.REGISTRY["inception"].hash_prefix == "6726825d"
     assert weights.REGISTRY["vgg16"].hash_prefix == "397923af"
     assert weights.REGISTRY["alexnet"].hash_prefix == "7be5be79"
@@ -210,50 +273,24 @@ def test_fetch_checks_the_hash_of_what_it_downloads(empty_cache, tmp_path, monke
     assert not (empty_cache / "bad-deadbeef.pth").exists()
 
 
-# ---------------------------------------------------------------- FID against pytorch-fid's CLI
+# ---------------------------------------------------------------- Inception features
 
-def _write_pngs(folder, count, seed, brightness):
-    folder.mkdir()
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:64, 0:64] / 63.0
-    for i in range(count):
-        base = brightness * np.stack([yy, xx, 1 - yy], axis=-1) + rng.uniform(-0.5, 0.5, size=3)
-        img = np.clip(255 * (base + 0.15 * rng.normal(size=(64, 64, 3))), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"{i:03d}.png")
-    return folder
-
-
-def test_fid_from_folders_matches_pytorch_fid_cli(cached_weights, tmp_path, torch_home):
-    a = _write_pngs(tmp_path / "a", 12, seed=0, brightness=0.6)
-    b = _write_pngs(tmp_path / "b", 10, seed=1, brightness=0.9)
-    ours = fid_from_folders(a, b)
-
-    cli = subprocess.run(
-        [sys.executable, "-m", "pytorch_fid", str(a), str(b), "--device", "cpu", "--num-workers", "0"],
-        env={"TORCH_HOME": str(torch_home), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2"},
-        capture_output=True, text=True, timeout=300, check=True)
-    theirs = float(re.search(r"FID:\s+(\S+)", cli.stdout).group(1))
-    print(f"FID ours {ours:.6f}  pytorch-fid CLI {theirs:.6f}")
-    assert ours > 1.0  # the two folders differ: a real, non-trivial distance
-    assert ours == pytest.approx(theirs, rel=1e-3)
-
-    # A folder against itself: the Frechet distance of one Gaussian with itself.
-    s = folder_stats(a, InceptionFeatures("cpu"))
-    self_fid = frechet_distance(s.mean(), s.cov(), s.mean(), s.cov())
-    print(f"FID a vs a {self_fid:.3g} (trace of cov {np.trace(s.cov()):.3g})")
-    assert abs(self_fid) < 1e-6 * max(1.0, np.trace(s.cov()))
-
-
-def test_inception_features_accept_uint8_and_float_layouts(cached_weights):
+def test_inception_features_layouts_and_self_fid(cached_weights):
     rng = np.random.default_rng(4)
-    u8 = rng.integers(0, 256, size=(3, 40, 56, 3), dtype=np.uint8)
+    u8 = rng.integers(0, 256, size=(2, 40, 56, 3), dtype=np.uint8)
     ext = InceptionFeatures("cpu", weights_path=cached_weights / weights.REGISTRY["inception"].filename)
-    f_u8 = ext.features(u8, batch_size=2)
-    f_float = ext.features(torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255, batch_size=3)
-    assert f_u8.shape == (3, 2048) and f_u8.dtype == np.float64
+    f_u8 = ext.features(u8, batch_size=1)
+    f_float = ext.features(torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255, batch_size=2)
+    assert f_u8.shape == (2, 2048) and f_u8.dtype == np.float64
     np.testing.assert_allclose(f_u8, f_float, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         ext.features(torch.zeros(1, 3, 8, 8) - 1)
+
+    # A set against itself, 2048-d with a rank-1 covariance: 0 to rounding.
+    s = FeatureStats.of(f_u8)
+    self_fid = frechet_distance(s.mean(), s.cov(), s.mean(), s.cov())
+    print(f"self FID {self_fid:.3g}, trace of cov {np.trace(s.cov()):.3g}")
+    assert abs(self_fid) < 1e-9 * np.trace(s.cov())
 
 
 # ---------------------------------------------------------------- masked SSIM
@@ -325,20 +362,27 @@ def test_masked_ssim_identical_is_one_and_ignores_masked_pixels():
 
 # ---------------------------------------------------------------- masked LPIPS
 
+@pytest.fixture(scope="module")
+def lpips_vgg(torch_home):
+    """Built once (LPIPS-VGG's construction random-initialises all of VGG16, ~2 s) and cached,
+    so `masked_lpips` with $TORCH_HOME on the same file reuses it."""
+    return lpips_model("vgg", weights_path=torch_home / "hub" / "checkpoints" / weights.REGISTRY["vgg16"].filename)
+
+
 @pytest.mark.parametrize("net,registry_name", [("vgg", "vgg16"), ("alex", "alexnet")])
-def test_lpips_backbone_comes_from_the_weight_file(cached_weights, net, registry_name):
+def test_lpips_backbone_comes_from_the_weight_file(cached_weights, lpips_vgg, net, registry_name):
     tv_state = torch.load(cached_weights / weights.REGISTRY[registry_name].filename, weights_only=True)
-    trunk = MaskedLPIPS(net).model.net.state_dict()
+    trunk = (lpips_vgg if net == "vgg" else MaskedLPIPS(net)).model.net.state_dict()
     assert len(trunk) == len(tv_state)
     for key, value in trunk.items():
         torch.testing.assert_close(value, tv_state[f"features.{key.split('.', 1)[1]}"], rtol=0, atol=0)
 
 
-def test_masked_lpips_zero_for_identical_and_ignores_masked_pixels(cached_weights):
+def test_masked_lpips_zero_for_identical_and_ignores_masked_pixels(cached_weights, lpips_vgg):
     a, b, keep = _pair_and_mask(seed=6, n=2, h=64, w=64)
     assert masked_lpips(a, a, keep) == 0.0
-    lp = MaskedLPIPS("vgg")
-    base = lp.per_image(a, b, keep)
+    assert lpips_model("vgg") is lpips_vgg
+    base = lpips_vgg.per_image(a, b, keep)
     print(f"masked LPIPS (random VGG) {base}")
     assert (base > 0).all()
 
@@ -346,9 +390,29 @@ def test_masked_lpips_zero_for_identical_and_ignores_masked_pixels(cached_weight
     masked_out = ~np.repeat(keep[:, None], 3, axis=1)
     b2[masked_out] = np.random.default_rng(10).uniform(size=masked_out.sum())
     a2[masked_out] = 1.0
-    np.testing.assert_array_equal(lp.per_image(a2, b2, keep), base)
+    np.testing.assert_array_equal(lpips_vgg.per_image(a2, b2, keep), base)
 
     b3 = b.copy()
     b3[:, :, 40:60, 10:40] = 1 - b3[:, :, 40:60, 10:40]  # kept region
-    assert (lp.per_image(a, b3, keep) > base).all()
+    assert (lpips_vgg.per_image(a, b3, keep) > base).all()
     assert masked_lpips(a, b3, keep) > masked_lpips(a, b, keep)
+
+
+# ---------------------------------------------------------------- FID against pytorch-fid's CLI
+
+def test_fid_from_folders_matches_pytorch_fid_cli(cached_weights, torch_home, tmp_path):
+    # Few images: each costs a full 299 px Inception pass, twice (ours and the CLI's).
+    a = _write_pngs(tmp_path / "a", 8, seed=0, brightness=0.6)
+    b = _write_pngs(tmp_path / "b", 6, seed=1, brightness=0.9)
+    cli = _pytorch_fid_save_stats({"a": a, "b": b}, torch_home, tmp_path)
+    theirs = frechet_distance(*cli["a"], *cli["b"])
+
+    ours = fid_from_folders(a, b)
+    print(f"FID ours {ours:.6f}  from pytorch-fid CLI statistics {theirs:.6f}")
+    assert ours > 1.0  # the two folders differ: a real, non-trivial distance
+    assert ours == pytest.approx(theirs, rel=1e-3)
+    # pytorch-fid's .npz statistics are accepted in place of a folder, as by its CLI.
+    assert fid_from_folders(tmp_path / "a.npz", tmp_path / "b.npz") == pytest.approx(theirs, rel=1e-12)
+    # A folder against itself (8 images, 2048-d: a singular covariance) is 0 to rounding.
+    self_fid = fid_from_folders(tmp_path / "a.npz", tmp_path / "a.npz")
+    assert abs(self_fid) < 1e-9 * np.trace(cli["a"][1])
