@@ -12,7 +12,7 @@ QUIET_PIP := { grep -v "^WARNING: Location '" || true; }
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[test]' 2>&1 | $(QUIET_PIP)
+	$(VENV)/bin/pip install -q --no-compile -e '.[test]' 2>&1 | $(QUIET_PIP)
 	$(VENV)/bin/python -c "import deeplandscape, torch, ray, av"
 	touch $(STAMP)
 

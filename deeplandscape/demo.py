@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import ray
+
 from deeplandscape.config import load_config
 from deeplandscape.data.synth import write_dataset
 from deeplandscape.sample import VideoOutputs, load_model, write_samples
@@ -24,6 +26,9 @@ def run_demo(out: Path, preset: str = "tiny", overrides: dict | None = None, log
     cfg = load_config(preset, {"data.images": str(data / "photos"), "data.videos": str(data / "videos"),
                                **(overrides or {})})
     run_dir = out / "run"
+    if not ray.is_initialized():
+        # One machine, a few minutes: skip the dashboard's processes, they compete for 2 cores.
+        ray.init(include_dashboard=False)
     train(cfg, str(run_dir), log=log)
     t_train = time.perf_counter() - t0
     model = load_model(str(run_dir))

@@ -117,13 +117,13 @@ class VideoOutputs:
     png_frames: bool = False  # NAME/00000.png ...
 
 
-def write_video(model: LoadedModel, path: Path, seed: int, frames: int, animation: Animation,
-                outputs: VideoOutputs = VideoOutputs(), device: str = "cpu") -> Path:
+def render_to_file(G: Generator, resolution: int, alpha: float, path: Path, seed: int, frames: int,
+                   animation: Animation, outputs: VideoOutputs = VideoOutputs(), device: str = "cpu") -> Path:
     """Render one video to `path` (mp4, H.264 yuv420p), streaming frames to the encoder."""
-    size = model.resolution * outputs.scale
+    size = resolution * outputs.scale
     previews: list[Image.Image] = []
     with VideoWriter(path, fps=outputs.fps, width=size, height=size, crf=outputs.crf) as out:
-        for chunk in render_video(model.G, seed, frames, model.resolution, model.alpha, animation, device=device):
+        for chunk in render_video(G, seed, frames, resolution, alpha, animation, device=device):
             chunk = upscale(chunk, outputs.scale)
             out.write(chunk)
             if outputs.poster and out.frames_written == len(chunk):
@@ -168,7 +168,8 @@ def write_samples(model: LoadedModel, out_dir: str | Path, videos: int, frames: 
         motion = resolve_direction(direction, np.random.default_rng(seed + i), motions)
         animation = Animation(motion=motion, speed=speed, horizon=horizon)
         path = out / f"sample-{seed + i:04d}-{motion.name}.mp4"
-        paths.append(write_video(model, path, seed + i, frames, animation, outputs, device))
+        paths.append(render_to_file(model.G, model.resolution, model.alpha, path, seed + i, frames, animation,
+                                    outputs, device))
     grid = sample_grid(model.G, [seed + i for i in range(min(videos, 8))], 6, model.resolution, model.alpha,
                        outputs.scale, device)
     grid.save(out / "grid.png")
@@ -189,9 +190,8 @@ def write_training_snapshot(G: Generator, resolution: int, alpha: float, kimg: f
     with tempfile.TemporaryDirectory() as tmp:
         grid = sample_grid(G, list(range(seeds)), 6, resolution, alpha, scale, device=device)
         grid.save(f"{tmp}/grid.png")
-        model = LoadedModel(G, None, resolution, alpha, kimg, "")  # type: ignore[arg-type]
-        write_video(model, Path(tmp) / "video.mp4", 0, frames, Animation(speed=2.5),
-                    VideoOutputs(fps=15.0, scale=scale, poster=False), device)
+        render_to_file(G, resolution, alpha, Path(tmp) / "video.mp4", 0, frames, Animation(speed=2.5),
+                       VideoOutputs(fps=15.0, scale=scale, poster=False), device)
         for name, ext in (("grid", "png"), ("video", "mp4")):
             with open(f"{tmp}/{name}.{ext}", "rb") as f:
                 storage.write_bytes(storage.join(run_dir, "samples", f"{name}-{tag}.{ext}"), f.read())
@@ -230,8 +230,9 @@ class _VideoRenderer:
                 name = f"sample-{seed:06d}-{motion.name}"
                 with tempfile.TemporaryDirectory() as tmp:
                     local = Path(tmp) / f"{name}.mp4"
-                    write_video(self.model, local, seed, self.frames, Animation(motion, self.speed, self.horizon),
-                                self.outputs, self.device)
+                    m = self.model
+                    render_to_file(m.G, m.resolution, m.alpha, local, seed, self.frames,
+                                   Animation(motion, self.speed, self.horizon), self.outputs, self.device)
                     for produced in sorted(Path(tmp).iterdir()):
                         storage.write_bytes(storage.join(self.out_dir, produced.name), produced.read_bytes())
                 uri = storage.join(self.out_dir, f"{name}.mp4")

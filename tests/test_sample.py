@@ -9,7 +9,7 @@ import torch
 from deeplandscape.animate.homography import CLOCK_DIRECTIONS, Motion
 from deeplandscape.config import load_config
 from deeplandscape.nets.generator import Generator
-from deeplandscape.sample import Animation, LoadedModel, VideoOutputs, render_video, write_video
+from deeplandscape.sample import Animation, VideoOutputs, render_to_file, render_video
 from deeplandscape.video import probe_video
 
 STILL = Motion("still", ((0.0, 0.0),) * 4)
@@ -49,8 +49,7 @@ def test_batching_frames_does_not_change_them(G):
 
 
 def test_rendered_mp4_decodes_to_the_right_frames_size_and_fps(G, tmp_path):
-    model = LoadedModel(G, None, 32, 1.0, 0.0, "")
-    path = write_video(model, tmp_path / "v.mp4", 0, 45, Animation(), VideoOutputs(fps=30, scale=2))
+    path = render_to_file(G, 32, 1.0, tmp_path / "v.mp4", 0, 45, Animation(), VideoOutputs(fps=30, scale=2))
     info = probe_video(path)
     assert (info.num_frames, info.width, info.height, info.fps) == (45, 64, 64, 30)
     assert (tmp_path / "v.jpg").is_file()

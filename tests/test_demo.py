@@ -1,0 +1,24 @@
+"""The demo end to end (with a very short schedule): its gallery shows playable videos."""
+
+from __future__ import annotations
+
+import re
+
+from deeplandscape.demo import run_demo
+from deeplandscape.video import probe_video
+
+
+def test_demo_gallery_has_playable_videos(local_ray, tmp_path):
+    index = run_demo(tmp_path / "demo", "tiny", {"train.total_kimg": "0.16", "train.batch": '{"8": 16}',
+                                                 "train.sample_kimg": "0.08", "train.log_every": "5"},
+                     log=lambda line: None)
+    page = index.read_text()
+    videos = re.findall(r'<video src="([^"]+\.mp4)"', page)
+    samples = [v for v in videos if v.startswith("samples/")]
+    assert len(samples) >= 4
+    for v in samples:
+        info = probe_video(index.parent / v)
+        assert info.num_frames == 90 and info.width == info.height == 128  # 8 px model shown at x16
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert all((index.parent / i).is_file() for i in images)
+    assert any("grid-" in i for i in images)  # training snapshots
