@@ -4,6 +4,7 @@
     train    train DeepLandscape under Ray Train (resumes from the run directory)
     sample   render time-lapse videos from a trained run
     calibrate-motion   measure cloud motion in time-lapses, write homographies at that speed
+    weights  pretrained files for the metrics: status, fetch
     demo     synth -> train -> sample -> gallery, on a local Ray, in a few minutes
 """
 
@@ -105,6 +106,26 @@ def cmd_calibrate_motion(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from deeplandscape.evaluate import weights
+
+    if args.action == "status":
+        for row in weights.status():
+            state = f"present ({row['size_bytes'] / 2**20:.0f} MiB)" if row["present"] else "MISSING"
+            print(f"{row['name']:10s} {state:18s} {row['path']}\n{'':10s} {row['purpose']}\n{'':10s} from {row['url']}")
+        print(f"cache: {weights.cache_dir()} (set DEEPLANDSCAPE_WEIGHTS to change it)")
+        return 0
+    names = args.names or [r["name"] for r in weights.status() if not r["present"]]
+    failed = 0
+    for name in names:
+        try:
+            print(f"{name}: {weights.fetch(name)}")
+        except (RuntimeError, ValueError, KeyError) as e:
+            print(f"{name}: {e}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from deeplandscape.demo import run_demo
 
@@ -171,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="motions JSON to write (a NAME.report.json goes next to it)")
     p.add_argument("--dominant", type=int, default=3, help="measured dominant directions to add as extra entries")
     p.set_defaults(fn=cmd_calibrate_motion)
+
+    p = sub.add_parser("weights", help="pretrained files the metrics use: what is present, fetch the rest")
+    p.add_argument("action", choices=["status", "fetch"])
+    p.add_argument("names", nargs="*", help="files to fetch (default: every missing one)")
+    p.set_defaults(fn=cmd_weights)
 
     p = sub.add_parser("demo", help="synth -> train -> sample -> gallery on a local Ray")
     _add_config_args(p)

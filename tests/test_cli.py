@@ -18,7 +18,7 @@ def test_every_command_has_help(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for command in ("synth", "train", "sample", "calibrate-motion", "demo"):
+    for command in ("synth", "train", "sample", "calibrate-motion", "weights", "demo"):
         assert command in out
         with pytest.raises(SystemExit) as e:
             main([command, "--help"])
@@ -102,3 +102,11 @@ def test_calibrate_motion_cli_on_synthetic_time_lapses(local_ray, synth_data, tm
     assert {f"{h}h" for h in range(1, 13)} <= set(motions) and "measured-1" in motions
     assert (tmp_path / "motions.report.json").is_file()
     assert "wrote the motions" in capsys.readouterr().out
+
+
+def test_weights_status_names_missing_files_and_where_they_go(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DEEPLANDSCAPE_WEIGHTS", str(tmp_path))
+    (tmp_path / "pt_inception-2015-12-05-6726825d.pth").write_bytes(b"x" * 10)
+    assert main(["weights", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "inception  present" in out and "vgg16      MISSING" in out and str(tmp_path) in out
