@@ -20,8 +20,8 @@ def step_generator(seed: int, step: int, stream: str, rank: int = 0,
     """A generator seeded by (seed, step, stream, rank).
 
     Deriving every draw from the step number makes runs reproducible and resumes exact
-    without saving RNG state. Streams that all ranks must agree on (which discriminator,
-    the crop coin) use rank 0's seed on every rank.
+    without saving RNG state. The trainer uses rank 0 on every worker: each worker draws the
+    whole global batch and keeps its slice, and all agree on the discriminator and crop coin.
     """
     stream_id = int.from_bytes(stream.encode()[:8].ljust(8, b"\0"), "little")
     state = np.random.SeedSequence([seed, step, stream_id, rank]).generate_state(2, dtype=np.uint32)

@@ -26,7 +26,6 @@ def _worker_entry(loop_config: dict[str, Any]) -> None:
 
     from deeplandscape.sample import write_training_snapshot
     from deeplandscape.train.loop import WorkerContext, run_worker
-    from deeplandscape.train.schedule import phase_at as _phase_at
 
     cfg = Config.from_dict(loop_config["config"])
     run_dir = loop_config["run_dir"]
@@ -54,7 +53,7 @@ def _worker_entry(loop_config: dict[str, Any]) -> None:
         ctx.log(f"{ctx.world_size} worker(s) on {ctx.device}, {torch.get_num_threads()} torch thread(s) each")
 
     def snapshot(trainer, run_dir: str) -> None:
-        phase = _phase_at(trainer.images_seen, cfg.train, cfg.model.resolution)
+        phase = phase_at(trainer.images_seen, cfg.train, cfg.model.resolution)
         write_training_snapshot(trainer.G_ema, phase.resolution, phase.alpha, trainer.images_seen / 1000, run_dir)
 
     run_worker(cfg, run_dir, ctx, sample_fn=snapshot)
