@@ -7,14 +7,21 @@ moves S_dyn with a homography composed frame by frame (`deeplandscape.animate`):
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
+from deeplandscape import storage
 from deeplandscape.animate.homography import CLOCK_DIRECTIONS, Motion, resolve_direction
 from deeplandscape.animate.warp import animate_noise
 from deeplandscape.config import Config
@@ -180,10 +187,6 @@ def write_samples(model: LoadedModel, out_dir: str | Path, videos: int, frames: 
 def write_training_snapshot(G: Generator, resolution: int, alpha: float, kimg: float, run_dir: str,
                             seeds: int = 6, frames: int = 16) -> None:
     """During training: `samples/grid-KIMG.png` and `samples/video-KIMG.mp4` from G_ema."""
-    import tempfile
-
-    from deeplandscape import storage
-
     device = next(G.parameters()).device
     scale = max(1, 128 // resolution)
     tag = f"{kimg:08.1f}"
@@ -202,8 +205,6 @@ class _VideoRenderer:
 
     def __init__(self, run_dir: str, out_dir: str, frames: int, direction: str, speed: float, horizon: float,
                  motions: dict[str, list] | None, outputs: dict, use_gpu: bool):
-        import dataclasses
-
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.model = load_model(run_dir, device)
         self.device = device
@@ -212,14 +213,8 @@ class _VideoRenderer:
         self.motions = {k: Motion(k, tuple(map(tuple, v))) for k, v in (motions or {}).items()} or None
         self.outputs = VideoOutputs(**outputs)
         assert not self.outputs.png_frames, "PNG frames are not uploaded from Ray workers"
-        self._fields = [f.name for f in dataclasses.fields(VideoOutputs)]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import tempfile
-        import time
-
-        from deeplandscape import storage
-
         rows: dict[str, list] = {"seed": [], "direction": [], "uri": [], "seconds": [], "error": []}
         for seed in batch["seed"].tolist():
             start = time.perf_counter()
@@ -253,14 +248,7 @@ def sample_many(run_dir: str, out_dir: str, videos: int, frames: int, seed: int 
     `out_dir` may be a folder or an s3:// prefix. Returns one row per video: seed, direction,
     uri, seconds, error ("" when it worked). Writes `manifest.parquet` next to the videos.
     """
-    import dataclasses
-    import io
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     import ray
-
-    from deeplandscape import storage
 
     ds = ray.data.from_items([{"seed": seed + i} for i in range(videos)])
     ds = ds.map_batches(
