@@ -1,10 +1,15 @@
 """`deeplandscape COMMAND ...`: one entry point per user task, all with the same feel.
 
     synth    write the procedural landscape data set (photos, time-lapses, masks)
+    prepare  raw photos and time-lapses -> training shards (Parquet) with Ray Data
     train    train DeepLandscape under Ray Train (resumes from the run directory)
     sample   render time-lapse videos from a trained run
+    train-encoder      train the inversion encoder E on samples of a trained run
+    animate  invert photos and write their time-lapses (paper 3.2)
+    animate-bucket     animate every photo under a prefix with Ray Data (streaming, resumable)
     calibrate-motion   measure cloud motion in time-lapses, write homographies at that speed
     weights  pretrained files for the metrics: status, fetch
+    evaluate FID / FVD between collections, the generation protocol on a run
     demo     synth -> train -> sample -> gallery, on a local Ray, in a few minutes
 """
 
@@ -16,6 +21,9 @@ import sys
 from pathlib import Path
 
 from deeplandscape.config import load_config, parse_set, preset_names
+from deeplandscape.evaluate.cli import add_evaluate_parser
+from deeplandscape.invert.bucket_cli import add_bucket_parser
+from deeplandscape.invert.cli import add_invert_parsers
 
 
 def _add_config_args(p: argparse.ArgumentParser, default: str | None = "tiny") -> None:
@@ -33,6 +41,34 @@ def cmd_synth(args: argparse.Namespace) -> int:
                             size=args.size, seed=args.seed, fps=args.fps)
     print(f"wrote {summary['num_photos']} photos and {summary['num_videos']} videos "
           f"({args.frames} frames, {args.size} px) with masks to {args.out}; manifest {summary['manifest']}")
+    return 0
+
+
+def _resolutions(value: str) -> list[int]:
+    try:
+        return [int(r) for r in value.split(",") if r.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"resolutions must be comma-separated integers, got {value!r}") from None
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from deeplandscape.data.prepare import list_sources, prepare, resolutions_for
+
+    cfg = load_config(args.config, parse_set(args.overrides))
+    resolutions = args.resolutions or resolutions_for(cfg.train.start_resolution,
+                                                      cfg.data.load_resolution or 2 * cfg.model.resolution)
+    if args.dry_run:
+        photos, videos = list_sources(args.images, args.videos)
+        print(f"would prepare {len(photos)} photos and {len(videos)} videos at {resolutions} px ({args.format}) "
+              f"into {args.out}")
+        return 0
+    m = prepare(args.images or "", args.videos or "", args.out, resolutions, fmt=args.format, quality=args.quality,
+                clip_frames=args.clip_frames)
+    for s in m["skipped"]:
+        print(f"skipped {s['kind']} {s['source']}: {s['reason']}", file=sys.stderr)
+    print(f"prepared {m['photos']['prepared']} photos and {m['videos']['prepared']} videos ({m['videos']['frames']} "
+          f"frames in {m['videos']['clips']} clips) at {m['resolutions']} px, skipped {len(m['skipped'])} file(s), "
+          f"in {m['seconds']} s; manifest {args.out}/manifest.json. Train with --images {args.out}")
     return 0
 
 
@@ -154,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_synth)
 
+    p = sub.add_parser("prepare", help="raw photos and time-lapses -> training shards (Parquet) with Ray Data")
+    _add_config_args(p)
+    p.add_argument("--images", help="folder or s3:// prefix of photos")
+    p.add_argument("--videos", help="folder or s3:// prefix of time-lapse videos")
+    p.add_argument("--out", required=True, help="folder or s3:// prefix for the shards and manifest.json")
+    p.add_argument("--resolutions", type=_resolutions,
+                   help="e.g. 8,16,32,64 (default: train.start_resolution up to the config's load resolution)")
+    p.add_argument("--format", choices=["png", "jpeg"], default="png", help="image encoding in the shards")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality")
+    p.add_argument("--clip-frames", type=int, default=16, help="frames of one video per row (pairs come from a row)")
+    p.set_defaults(fn=cmd_prepare)
+
     p = sub.add_parser("train", help="train DeepLandscape under Ray Train (resumes from --run-dir)")
     _add_config_args(p)
     p.add_argument("--images", help="folder or s3:// prefix of photos (sets data.images)")
@@ -186,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", action="store_true", help="one GPU per Ray Data actor")
     p.set_defaults(fn=cmd_sample)
 
+    add_invert_parsers(sub, _speed)
+    add_bucket_parser(sub, _speed)  # deeplandscape/invert/bucket_cli.py
+
     p = sub.add_parser("calibrate-motion", help="measure cloud motion in time-lapses; write the 12 directions at that speed")
     p.add_argument("--videos", required=True, help="folder or s3:// prefix of time-lapse videos")
     p.add_argument("--masks", help="folder of NAME.mask.png dynamic-region masks (default: next to the videos)")
@@ -202,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--out", default="outputs/demo", help="output folder (index.html goes here)")
     p.set_defaults(fn=cmd_demo)
+
+    add_evaluate_parser(sub)  # deeplandscape/evaluate/cli.py
     return parser
 
 

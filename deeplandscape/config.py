@@ -70,6 +70,11 @@ class DataConfig:
     images: str = ""  # folder or URI of landscape photos
     videos: str = ""  # folder or URI of time-lapse mp4s
     load_resolution: int = 0  # decode size; 0: 2 x model.resolution (room for crop sampling)
+    # "memory": decode all into RAM, exact resume; "stream": Ray Data from shards or raw folders
+    # (deeplandscape/data/stream.py); "auto": stream when images/videos hold prepared shards.
+    source: str = "auto"
+    shuffle_rows: int = 256  # stream: rows each worker buffers for its local shuffle
+    epoch_rows: int = 1024  # stream: small prepared sets are repeated within an epoch up to this
 
 
 @dataclass
@@ -77,7 +82,51 @@ class ScaleConfig:
     workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: int = 1
-    max_failures: int = 0
+    max_failures: int = 0  # worker-group restarts from the latest checkpoint after a lost worker/node; -1: no limit
+
+
+INVERSION_METHODS = ("E", "EO", "EOI", "EOIF", "EOIFS", "MO", "I2S")  # paper Fig. 3
+
+
+@dataclass
+class InvertConfig:
+    """Bringing a photo to life (paper 3.2): encoder E, optimisation O + L_init (I), fine-tuning
+    F, segmentation S. Defaults are the paper's; `configs/inversion-authors.toml` holds the
+    values of the authors' code (REFERENCE.md)."""
+
+    method: str = "auto"  # one of INVERSION_METHODS; auto: EOIFS when a mask is known, else EOIF
+    batch: int = 8  # photos inverted together on one device
+    fit: str = "crop"  # non-square photos: "crop" (centre square) | "pad" (reflect-pad, crop back)
+    # Step 1, encoder E: ResNet features (layer1, layer3, layer4, average-pooled) -> 2-layer MLP.
+    encoder_backbone: str = "resnet152"  # a torchvision ResNet: resnet18/34/50/101/152
+    encoder_pretrained: bool = True  # start from ImageNet weights in the weight cache
+    encoder_hidden: int = 1024
+    encoder_kimg: float = 200.0  # images sampled from G on the fly (paper: 200k)
+    encoder_batch: int = 32
+    encoder_lr: float = 1e-4
+    encoder_z_scale: float = 3.0  # authors' code; a no-op after M's PixelNorm, kept for fidelity
+    encoder_mixing_prob: float = 0.9
+    encoder_checkpoint_kimg: float = 10.0
+    encoder_log_every: int = 20
+    # Step 2, O (+ I): optimise W and all S from W' and S = 0.
+    opt_steps: int = 500  # at most; a photo stops when its learning rate has been halved 10 times
+    opt_lr: float = 0.1
+    opt_patience: int = 20  # halve the learning rate after this many steps without improvement
+    noise_lr_mult: float = 0.01  # S learns at opt_lr x this: keeps S near zero (paper: "reduced lr")
+    init_weight: float = 0.01  # L_init: weight of mean (W - W')^2
+    opt_l1: float = 1.0
+    opt_perceptual: float = 0.0
+    # Step 3, F: fine-tune a per-photo copy of G's synthesis weights, latents frozen.
+    finetune_steps: int = 500
+    finetune_lr: float = 1e-3
+    finetune_l1: float = 1.0
+    finetune_perceptual: float = 10.0  # paper: "10x larger weight" than the per-pixel term
+    perceptual_net: str = "vgg"  # LPIPS backbone: "vgg" | "alex" (weights from the cache)
+    # Segmentation S: a TorchScript model (optional) and the class ids that are dynamic.
+    segmentation_model: str = ""  # path of a TorchScript model: [1, 3, H, W] -> logits [1, C, H, W]
+    dynamic_classes: str = "2,21,26,60,113,128"  # ADE20K (0-based): sky, water, sea, river, waterfall, lake
+    sky_classes: str = "2"  # ADE20K sky: the horizon is the lowest sky pixel + margin
+    horizon_margin: float = 0.04  # 10 px at 256 px (REFERENCE.md)
 
 
 @dataclass
@@ -86,6 +135,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
+    invert: InvertConfig = field(default_factory=InvertConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,15 +214,20 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
 
 
+def read_preset(preset: str) -> dict[str, Any]:
+    """The dotted keys a preset sets (a name in configs/ or a .toml path)."""
+    path = Path(preset) if preset.endswith(".toml") else CONFIG_DIR / f"{preset}.toml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no config preset {preset!r} (looked for {path}); presets: {preset_names()}")
+    with open(path, "rb") as f:
+        return _flatten(tomllib.load(f))
+
+
 def load_config(preset: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Defaults, then the preset (a name in configs/ or a .toml path), then overrides."""
     cfg = Config()
     if preset:
-        path = Path(preset) if preset.endswith(".toml") else CONFIG_DIR / f"{preset}.toml"
-        if not path.is_file():
-            raise FileNotFoundError(f"no config preset {preset!r} (looked for {path}); presets: {preset_names()}")
-        with open(path, "rb") as f:
-            apply_overrides(cfg, _flatten(tomllib.load(f)))
+        apply_overrides(cfg, read_preset(preset))
     apply_overrides(cfg, overrides or {})
     validate(cfg)
     return cfg
@@ -193,9 +248,38 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"train.crop_scale must be in (0, 1], got {t.crop_scale}")
     if t.amp not in ("none", "bf16"):
         raise ValueError(f"train.amp must be 'none' or 'bf16', got {t.amp!r}")
+    if cfg.data.source not in ("auto", "memory", "stream"):
+        raise ValueError(f"data.source must be 'auto', 'memory' or 'stream', got {cfg.data.source!r}")
     for name in ("batch", "lr"):
         table = getattr(t, name)
         if not table or min(int(k) for k in table) > t.start_resolution:
             raise ValueError(f"train.{name} needs an entry at or below {t.start_resolution} px, got {table}")
+    validate_invert(cfg.invert)
     if cfg.scale.workers < 1:
         raise ValueError(f"scale.workers must be >= 1, got {cfg.scale.workers}")
+    if cfg.scale.max_failures < -1:
+        raise ValueError(f"scale.max_failures must be >= 0, or -1 for no limit, got {cfg.scale.max_failures}")
+
+
+def validate_invert(iv: InvertConfig) -> None:
+    if iv.method != "auto" and iv.method not in INVERSION_METHODS:
+        raise ValueError(f"invert.method must be 'auto' or one of {INVERSION_METHODS}, got {iv.method!r}")
+    if iv.fit not in ("crop", "pad"):
+        raise ValueError(f"invert.fit must be 'crop' or 'pad', got {iv.fit!r}")
+    if iv.perceptual_net not in ("vgg", "alex"):
+        raise ValueError(f"invert.perceptual_net must be 'vgg' or 'alex', got {iv.perceptual_net!r}")
+    if not iv.encoder_backbone.startswith("resnet"):
+        raise ValueError(f"invert.encoder_backbone must be a torchvision ResNet, got {iv.encoder_backbone!r}")
+    for name in ("batch", "encoder_batch"):
+        if getattr(iv, name) < 1:
+            raise ValueError(f"invert.{name} must be >= 1, got {getattr(iv, name)}")
+    for name in ("dynamic_classes", "sky_classes"):
+        try:
+            class_ids(getattr(iv, name))
+        except ValueError:
+            raise ValueError(f"invert.{name} must be comma-separated class ids, got {getattr(iv, name)!r}") from None
+
+
+def class_ids(text: str) -> list[int]:
+    """"2, 21,26" -> [2, 21, 26]."""
+    return [int(c) for c in text.replace(" ", "").split(",") if c]

@@ -11,6 +11,8 @@ import ray
 
 from deeplandscape.config import load_config
 from deeplandscape.data.synth import write_dataset
+from deeplandscape.invert.animate_photos import animate_photos
+from deeplandscape.invert.encoder import train_encoder
 from deeplandscape.sample import VideoOutputs, load_model, write_samples
 from deeplandscape.train.launch import train
 
@@ -32,14 +34,26 @@ def run_demo(out: Path, preset: str = "tiny", overrides: dict | None = None, log
     train(cfg, str(run_dir), log=log)
     t_train = time.perf_counter() - t0
     model = load_model(str(run_dir))
+    scale = max(1, 128 // model.resolution)
     summary = write_samples(model, out / "samples", videos=8, frames=90, seed=0, direction="random", speed=2.5,
-                            outputs=VideoOutputs(fps=30, scale=max(1, 128 // model.resolution)))
-    index = write_gallery(out, summary, run_dir, data)
+                            outputs=VideoOutputs(fps=30, scale=scale))
+    animated = animate_demo_photos(out, str(run_dir), model.cfg, scale, log)
+    index = write_gallery(out, summary, run_dir, data, animated)
     log(f"[demo] done in {time.perf_counter() - t0:.0f} s (training {t_train:.0f} s)")
     return index
 
 
-def write_gallery(out: Path, summary: dict, run_dir: Path, data: Path) -> Path:
+def animate_demo_photos(out: Path, run_dir: str, cfg, scale: int, log=print) -> dict:
+    """Train the encoder, then bring four unseen synthetic photos to life (EOIFS, their masks)."""
+    train_encoder(cfg, run_dir, log=log)
+    photos = out / "photos-to-animate"
+    if not (photos / "synth.json").exists():
+        write_dataset(photos, images=4, videos=0, frames=2, size=64, seed=12345)  # scenes not in the training set
+    return animate_photos([str(photos / "photos")], run_dir, str(out / "animated"), homographies=2, frames=60,
+                          outputs=VideoOutputs(fps=30, scale=scale), log=log)
+
+
+def write_gallery(out: Path, summary: dict, run_dir: Path, data: Path, animated: dict | None = None) -> Path:
     """A static `index.html`: sampled videos, the sample grid, training snapshots, real data."""
     rel = lambda p: html.escape(str(Path(p).resolve().relative_to(out)))  # noqa: E731
     videos = "\n".join(
@@ -52,6 +66,13 @@ def write_gallery(out: Path, summary: dict, run_dir: Path, data: Path) -> Path:
     real_videos = "\n".join(
         f'<video src="{rel(p)}" autoplay loop muted playsinline width="128"></video>'
         for p in sorted((data / "videos").glob("*.mp4"))[:4])
+    inverted = "\n".join(
+        f'<figure><img src="{rel(next(p for p in r["outputs"] if p.endswith("compare.png")))}" width="384">'
+        + "".join(f'<video src="{rel(p)}" autoplay loop muted playsinline width="128"></video>'
+                  for p in r["outputs"] if p.endswith(".mp4"))
+        + f'<figcaption>{html.escape(Path(r["input"]).name)}: {html.escape(r["method"])}, L1 '
+        + " &rarr; ".join(f"{v[0]:.3f}" for v in r["losses"].values()) + "</figcaption></figure>"
+        for r in (animated or {}).get("results", []))
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     last = metrics[-1] if metrics else {}
     page = f"""<!doctype html>
@@ -65,6 +86,9 @@ h2{{margin-top:1.5em}} code{{color:#9cf}}</style></head><body>
 interpolates z<sub>dyn</sub> and moves S<sub>dyn</sub> with one of the 12 clock homographies
 (mirrored below the horizon). Checkpoint: <code>{html.escape(summary['checkpoint'])}</code></p>
 <h2>Sampled time-lapses</h2>{videos}
+<h2>Photos brought to life</h2><p>Photos the model never saw, inverted with E, O, L<sub>init</sub>, fine-tuning
+and their sky + water masks (EOIFS, paper 3.2): input | reconstruction | first frame, then two time-lapses.</p>
+{inverted}
 <h2>Sample grid</h2><p>One row per video, frames left to right.</p><img src="{rel(summary['grid'])}" width="768">
 <h2>Training snapshots</h2>{snapshots}
 <h2>Training data (synthetic)</h2>{photos}<br>{real_videos}

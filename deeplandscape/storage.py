@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 import torch
@@ -19,11 +20,36 @@ def is_remote(uri: str) -> bool:
     return "://" in str(uri) and not str(uri).startswith("file://")
 
 
+def has_credentials(uri: str) -> bool:
+    """True for URIs like `s3://KEY:SECRET@bucket/...` (pyarrow accepts them)."""
+    return is_remote(uri) and "@" in urlsplit(str(uri)).netloc
+
+
+def redact(uri: str) -> str:
+    """The URI with any `user:password@` part replaced, safe to print."""
+    if not has_credentials(uri):
+        return str(uri)
+    parts = urlsplit(str(uri))
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def check_no_credentials(uri: str, what: str) -> None:
+    """Refuse credentials inside a URI: they would end up in config.json, logs and Ray's state."""
+    if has_credentials(uri):
+        raise ValueError(f"{what} {redact(uri)} carries credentials in the URI; give them through the "
+                         "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), ~/.aws or an instance profile")
+
+
 def resolve(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path inside it). Local paths are made absolute."""
     uri = str(uri)
     if is_remote(uri):
-        return pafs.FileSystem.from_uri(uri)
+        # pyarrow parses the whole URI and refuses keys with spaces or other characters a URI
+        # must escape ("holiday photos/é.jpg"): parse only scheme://bucket, take the key as is.
+        scheme, rest = uri.split("://", 1)
+        bucket, sep, key = rest.partition("/")
+        fs, root = pafs.FileSystem.from_uri(f"{scheme}://{bucket}")
+        return fs, root + sep + key if key else root
     if uri.startswith("file://"):
         uri = uri[len("file://"):]
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
@@ -55,13 +81,13 @@ def read_bytes(uri: str) -> bytes:
 def write_bytes(uri: str, data: bytes) -> None:
     """Write a whole file. Local files go through a temporary name and an atomic rename."""
     fs, path = resolve(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         tmp = f"{path}.tmp-{os.getpid()}"
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    else:  # an S3 PUT is atomic already
+    else:  # an S3 PUT is atomic already; no folder markers (create_dir would PUT `a/`, `a/b/` ... every time)
         with fs.open_output_stream(path) as f:
             f.write(data)
 
@@ -101,6 +127,11 @@ def list_dirs(uri: str) -> list[str]:
 def delete_dir(uri: str) -> None:
     fs, path = resolve(uri)
     fs.delete_dir(path)
+
+
+def upload_file(local_path: str | os.PathLike, uri: str) -> None:
+    """Copy one local file to `uri` (whole-object PUT on S3)."""
+    write_bytes(uri, Path(local_path).read_bytes())
 
 
 def save_tensors(uri: str, obj: dict) -> None:

@@ -9,6 +9,7 @@ frame layout and error messages are the same everywhere: frames are always
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,6 +25,7 @@ __all__ = [
     "VideoInfo",
     "VideoWriter",
     "iter_frames",
+    "iter_frames_from_bytes",
     "probe_video",
     "read_video",
     "write_video",
@@ -242,6 +244,22 @@ def iter_frames(path: PathLike) -> Iterator[np.ndarray]:
     or unreadable file fails where the caller asked for it.
     """
     return _decode(_open_input(path), path)
+
+
+def iter_frames_from_bytes(data: bytes, name: str = "<bytes>") -> Iterator[np.ndarray]:
+    """Like :func:`iter_frames`, for a video held in memory (read from object storage).
+
+    `name` only labels errors. Fails here, not at the first ``next``, when the bytes are not
+    a video with a video stream.
+    """
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise VideoError(f"cannot read video {name}: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"cannot read video {name}: no video stream")
+    return _decode(container, name)
 
 
 def _decode(container: "av.container.InputContainer", path: PathLike) -> Iterator[np.ndarray]:

@@ -39,3 +39,22 @@ def local_ray():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_data, tmp_path_factory):
+    """A tiny 32 px run trained in-process for a few steps, with an inversion encoder.
+
+    Shared by the tests that invert, animate or evaluate photos. Training starts at 32 px so
+    the few steps all go into the final resolution.
+    """
+    from deeplandscape.invert.encoder import run_encoder_worker
+    from deeplandscape.train.loop import run_worker
+
+    run_dir = tmp_path_factory.mktemp("tiny-run") / "run"
+    cfg = tiny_config(synth_data, **{"train.start_resolution": "32", "train.max_steps": "60",
+                                     "train.sample_kimg": "0", "train.log_every": "30",
+                                     "invert.encoder_batch": "16"})
+    run_worker(cfg, str(run_dir))
+    run_encoder_worker(cfg, str(run_dir), max_steps=25)
+    return run_dir

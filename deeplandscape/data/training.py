@@ -25,21 +25,11 @@ from PIL import Image
 
 from deeplandscape import storage
 from deeplandscape.data.synth import is_mask_file
+from deeplandscape.data.transforms import square_resize  # torch-free: Ray Data tasks use it too
 from deeplandscape.video import read_video
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
-
-
-def square_resize(img: np.ndarray, size: int) -> np.ndarray:
-    """Centre square crop, then resize to size x size. [H, W, 3] uint8 -> [size, size, 3]."""
-    h, w = img.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    pil = Image.fromarray(img[top : top + s, left : left + s])
-    if s != size:
-        pil = pil.resize((size, size), Image.Resampling.LANCZOS if s > size else Image.Resampling.BICUBIC)
-    return np.asarray(pil)
 
 
 def load_photo(uri: str, size: int) -> np.ndarray:

@@ -88,6 +88,16 @@ REGISTRY: dict[str, WeightFile] = {
             url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",  # AlexNet_Weights.IMAGENET1K_V1
             purpose="LPIPS (net='alex'): torchvision ImageNet AlexNet backbone",
         ),
+        *(
+            WeightFile(
+                name=arch,
+                filename=f"{arch}-{digest}.pth",
+                url=f"https://download.pytorch.org/models/{arch}-{digest}.pth",  # IMAGENET1K_V1
+                purpose=f"inversion encoder E (invert.encoder_backbone={arch!r}): torchvision ImageNet backbone",
+            )
+            for arch, digest in (("resnet18", "f37072fd"), ("resnet34", "b627a593"), ("resnet50", "0676ba61"),
+                                 ("resnet101", "63fe2227"), ("resnet152", "394f9c45"))
+        ),
         WeightFile(
             name="i3d",
             filename="i3d_torchscript.pt",
@@ -187,24 +197,26 @@ def status() -> list[dict]:
     return rows
 
 
-def fetch(name: str, force: bool = False) -> Path:
+def fetch(name: str, force: bool = False, url: str | None = None) -> Path:
     """Download `name` into the cache (checked against its hash) and return its path.
 
     A file already present and passing `verify` is kept unless `force`. The download goes
     through ``torch.hub.download_url_to_file``, which writes a temporary file and moves it
-    into place only when the hash prefix matches.
+    into place only when the hash prefix matches. `url` replaces the registry's (a mirror);
+    the file is checked against the registry's hash all the same.
     """
     w = _entry(name)
+    url = url or w.url
     path = cache_dir() / w.filename
     if path.is_file() and not force:
         verify(name, path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(w.url, str(path), hash_prefix=w.sha256 or w.hash_prefix)
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=w.sha256 or w.hash_prefix)
     except Exception as e:  # URLError offline, RuntimeError on a hash mismatch, HTTP errors
         raise RuntimeError(
-            f"could not download {w.name!r} from {w.url} to {path}: {e}. On a machine without "
+            f"could not download {w.name!r} from {url} to {path}: {e}. On a machine without "
             f"internet, download the file elsewhere and copy it to {path}."
         ) from e
     verify(name, path)

@@ -13,33 +13,22 @@ from typing import Any
 
 from deeplandscape import storage
 from deeplandscape.config import Config
+from deeplandscape.data.stream import training_datasets
 from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.train.schedule import global_batch, learning_rate, num_phases, phase_at
 
 
-def _worker_entry(loop_config: dict[str, Any]) -> None:
-    """Runs on every Ray Train worker."""
+def ray_worker_context(logger: str):
+    """The `WorkerContext` of a Ray Train worker, logging through `logging` (Ray Train's print
+    patch sends print() to the log twice) with Ray Train's per-report INFO lines ("Reporting
+    training result ...", logged by a module logger named after its file) turned down."""
     import logging
 
     import ray.train
     import ray.train.torch
 
-    from deeplandscape.sample import write_training_snapshot
-    from deeplandscape.train.loop import WorkerContext, run_worker
+    from deeplandscape.train.loop import WorkerContext
 
-    cfg = Config.from_dict(loop_config["config"])
-    run_dir = loop_config["run_dir"]
-    context = ray.train.get_context()
-    ctx = WorkerContext(
-        rank=context.get_world_rank(),
-        world_size=context.get_world_size(),
-        device=ray.train.torch.get_device(),
-        report=lambda metrics: ray.train.report(metrics),
-        log=logging.getLogger("deeplandscape.train").info,
-    )
-    # Ray Train's print patch sends print() to the log twice; log through `logging` instead,
-    # and keep Ray Train's per-report INFO lines ("Reporting training result ...", logged by a
-    # module logger named after its file) out of the progress output.
     logging.getLogger("deeplandscape").setLevel(logging.INFO)
     try:
         from ray.train.v2._internal.execution import context as _ray_context
@@ -47,6 +36,20 @@ def _worker_entry(loop_config: dict[str, Any]) -> None:
         _ray_context.logger.setLevel(logging.WARNING)
     except (ImportError, AttributeError):  # a Ray version without that module: just noisier
         pass
+    context = ray.train.get_context()
+    return WorkerContext(rank=context.get_world_rank(), world_size=context.get_world_size(),
+                         device=ray.train.torch.get_device(), report=lambda metrics: ray.train.report(metrics),
+                         log=logging.getLogger(logger).info)
+
+
+def _worker_entry(loop_config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker."""
+    from deeplandscape.sample import write_training_snapshot
+    from deeplandscape.train.loop import run_worker
+
+    cfg = Config.from_dict(loop_config["config"])
+    run_dir = loop_config["run_dir"]
+    ctx = ray_worker_context("deeplandscape.train")
     if ctx.rank == 0:
         import torch
 
@@ -97,23 +100,52 @@ def prepare_run_dir(cfg: Config, run_dir: str) -> str:
 
 def train(cfg: Config, run_dir: str, log=print):
     """Train with Ray Train's TorchTrainer on `scale.workers` workers; returns Ray's Result."""
-    import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
+    check_uris(cfg, run_dir)
     if not storage.is_remote(run_dir):
         run_dir = storage.resolve(run_dir)[1]
     log(prepare_run_dir(cfg, run_dir))
     log(describe_plan(cfg))
+    loop_config = {"config": cfg.to_dict(), "run_dir": run_dir}
+    return run_ray_trainer(_worker_entry, loop_config, cfg, storage.join(run_dir, "ray"), name="ray-train",
+                           datasets=training_datasets(cfg))  # None unless data.source streams
+
+
+def check_uris(cfg: Config, run_dir: str) -> None:
+    """Credentials belong in the environment or an instance profile, never in a URI: the URIs
+    are written to config.json, printed, and handed to every Ray worker."""
+    storage.check_no_credentials(run_dir, "--run-dir")
+    storage.check_no_credentials(cfg.data.images, "data.images")
+    storage.check_no_credentials(cfg.data.videos, "data.videos")
+
+
+def ray_storage(storage_path: str) -> dict[str, Any]:
+    """`RunConfig` storage arguments. For a bucket the pyarrow filesystem is passed explicitly
+    (with the path inside it, no scheme), so Ray Train's own files go through the same
+    filesystem and endpoint as ours (`AWS_ENDPOINT_URL`, see storage.py). Credentials are not
+    part of it: each process takes them from its own environment or instance profile."""
+    if not storage.is_remote(storage_path):
+        return {"storage_path": storage_path}
+    fs, path = storage.resolve(storage_path)
+    return {"storage_path": path, "storage_filesystem": fs}
+
+
+def run_ray_trainer(entry, loop_config: dict[str, Any], cfg: Config, storage_path: str, name: str,
+                    datasets: dict[str, Any] | None = None):
+    """Run `entry(loop_config)` on `scale.workers` Ray Train workers; returns Ray's Result."""
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
     if not ray.is_initialized():
         ray.init(log_to_driver=True)
     s = cfg.scale
     trainer = TorchTrainer(
-        _worker_entry,
-        train_loop_config={"config": cfg.to_dict(), "run_dir": run_dir},
+        entry,
+        train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=s.workers, use_gpu=s.use_gpu,
                                      resources_per_worker={"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}),
-        run_config=RunConfig(name="ray-train", storage_path=storage.join(run_dir, "ray"),
+        run_config=RunConfig(name=name, **ray_storage(storage_path),
                              failure_config=FailureConfig(max_failures=s.max_failures)),
+        datasets=datasets,
     )
     return trainer.fit()

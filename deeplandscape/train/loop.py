@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -23,6 +26,7 @@ import torch.distributed as dist
 
 from deeplandscape import storage
 from deeplandscape.config import Config
+from deeplandscape.data.stream import open_training_data
 from deeplandscape.data.training import TrainingData
 from deeplandscape.nets.discriminator import Discriminator
 from deeplandscape.nets.generator import Generator
@@ -214,37 +218,80 @@ class Trainer:
 
 
 class MetricsWriter:
-    """Rank 0's metrics: `metrics.jsonl` (one JSON object per line) and TensorBoard events."""
+    """Rank 0's metrics: `metrics.jsonl` (one JSON object per line) and TensorBoard events.
 
-    def __init__(self, run_dir: str, resume_step: int):
+    A local run directory gets every line appended at once. An object in a bucket cannot be
+    appended to, so for an `s3://` run directory `metrics.jsonl` is rewritten only at
+    `flush()`: every `flush_lines` lines, after every checkpoint and at `close()`. TensorBoard
+    then writes to a local temporary folder whose event files are uploaded to RUN/tensorboard/
+    at the same moments. Nothing a resume would keep is lost by batching: lines logged after
+    the checkpoint a run resumes from are dropped anyway.
+    """
+
+    def __init__(self, run_dir: str, resume_step: int, flush_lines: int = 50):
+        from torch.utils.tensorboard import SummaryWriter
+
         self.uri = storage.join(run_dir, "metrics.jsonl")
+        self.remote = storage.is_remote(run_dir)
+        self.flush_lines = flush_lines
+        self.unflushed = 0
         lines = storage.read_text(self.uri).splitlines() if storage.exists(self.uri) else []
         # Lines logged after the checkpoint we resume from belong to a run that died: drop them.
         self.lines = [ln for ln in lines if ln.strip() and json.loads(ln)["step"] <= resume_step]
         storage.write_text(self.uri, "".join(ln + "\n" for ln in self.lines))
-        self.tb = None
-        if not storage.is_remote(run_dir):
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(storage.resolve(storage.join(run_dir, "tensorboard"))[1], purge_step=resume_step + 1)
+        self.tb_uri = storage.join(run_dir, "tensorboard")
+        self.tb_dir = tempfile.mkdtemp(prefix="deeplandscape-tb-") if self.remote else storage.resolve(self.tb_uri)[1]
+        # purge_step: TensorBoard hides events of earlier event files from this step on.
+        self.tb = SummaryWriter(self.tb_dir, purge_step=resume_step + 1)
 
     def write(self, metrics: dict[str, Any]) -> None:
         line = json.dumps(metrics, sort_keys=True)
         self.lines.append(line)
-        if storage.is_remote(self.uri):  # objects cannot be appended to: rewrite
-            storage.write_text(self.uri, "\n".join(self.lines) + "\n")
+        for k, v in metrics.items():
+            if isinstance(v, (int, float)) and k != "step":
+                self.tb.add_scalar(k, v, metrics["step"])
+        if self.remote:
+            self.unflushed += 1
+            if self.unflushed >= self.flush_lines:
+                self.flush()
         else:
             with open(storage.resolve(self.uri)[1], "a") as f:
                 f.write(line + "\n")
-        if self.tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)) and k != "step":
-                    self.tb.add_scalar(k, v, metrics["step"])
             self.tb.flush()
 
+    def flush(self) -> None:
+        """Make the run directory hold every line and event written so far."""
+        self.tb.flush()
+        if self.remote:
+            storage.write_text(self.uri, "".join(ln + "\n" for ln in self.lines))
+            self._upload_events()
+            self.unflushed = 0
+
+    def _upload_events(self) -> None:
+        for path in Path(self.tb_dir).iterdir():
+            if path.is_file():
+                storage.upload_file(path, storage.join(self.tb_uri, path.name))
+
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        self.tb.close()
+        self.flush()
+        if self.remote:
+            shutil.rmtree(self.tb_dir, ignore_errors=True)
+
+
+def global_losses(metrics: dict[str, Any], world_size: int, device: torch.device) -> dict[str, Any]:
+    """Average the loss entries of `metrics` over workers: each rank computed its losses on its
+    own slice of the global batch, and equal slices make the mean of means the global mean.
+
+    One small all-reduce, on log steps only. Every rank holds the same keys because every rank
+    made the same discriminator choices (drawn from the step's shared RNG).
+    """
+    if world_size <= 1 or not dist.is_initialized():
+        return metrics
+    keys = sorted(k for k in metrics if k.startswith(("D_", "G_")))
+    values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(values)
+    return {**metrics, **{k: v / world_size for k, v in zip(keys, values.tolist())}}
 
 
 def _crossed(before: int, after: int, interval_kimg: float) -> bool:
@@ -275,8 +322,7 @@ def run_worker(cfg: Config, run_dir: str, ctx: WorkerContext | None = None,
     from the run directory's latest checkpoint. Rank 0 alone writes to the run directory."""
     ctx = ctx or WorkerContext()
     t = cfg.train
-    load_res = cfg.data.load_resolution or 2 * cfg.model.resolution
-    data = TrainingData.load(cfg.data.images, cfg.data.videos, load_res)
+    data = open_training_data(cfg)  # data.source: in memory (exact resume) or Ray Data streams
     trainer = Trainer(cfg, data, ctx)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:
@@ -299,6 +345,7 @@ def run_worker(cfg: Config, run_dir: str, ctx: WorkerContext | None = None,
         after = trainer.images_seen
         if steps_this_run % t.log_every == 0 or done():
             metrics = summarise(window, time.perf_counter() - tick, tick_images)
+            metrics = global_losses(metrics, ctx.world_size, ctx.device)
             window, tick, tick_images = [], time.perf_counter(), trainer.images_seen
             ctx.report(metrics)  # a barrier under Ray Train: every rank reports
             if writer is not None:
@@ -315,6 +362,7 @@ def run_worker(cfg: Config, run_dir: str, ctx: WorkerContext | None = None,
             if ctx.rank == 0:
                 save_checkpoint(run_dir, cfg, trainer.step, trainer.images_seen, trainer.state_dict(),
                                 keep=t.keep_checkpoints)
+                writer.flush()
             last_saved = trainer.step
     if writer is not None:
         writer.close()

@@ -8,7 +8,6 @@ resizing, networks, statistics), not the trained weights.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import subprocess
 import sys
@@ -17,16 +16,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import torchvision
 from PIL import Image
 from scipy.ndimage import correlate1d
 
 from deeplandscape.evaluate import weights
-from deeplandscape.evaluate.fid import (
-    InceptionFeatures,
-    fid_from_folders,
-    fid_inception_v3_architecture,
-)
+from deeplandscape.evaluate.fid import InceptionFeatures, fid_from_folders
 from deeplandscape.evaluate.image_metrics import (
     MaskedLPIPS,
     lpips_model,
@@ -34,42 +28,12 @@ from deeplandscape.evaluate.image_metrics import (
     masked_ssim,
     masked_ssim_per_image,
 )
+from deeplandscape.evaluate.stand_ins import random_backbone_state, random_inception_state
 from deeplandscape.evaluate.stats import FeatureStats, frechet_distance
 from deeplandscape.evaluate.weights import MissingWeightsError, WeightFile, WeightsChecksumError
 
 
 # ---------------------------------------------------------------- weight files written by the tests
-
-def _random_inception_state(seed: int) -> dict[str, torch.Tensor]:
-    """The FID Inception's keys and shapes with random values that keep activations O(1)
-    through ~90 conv + BN layers (He-scaled convs, BN statistics near identity)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, v in fid_inception_v3_architecture().state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = v
-        elif key.endswith("running_var") or key.endswith("bn.weight"):
-            state[key] = 0.5 + torch.rand(v.shape, generator=g)
-        elif key.endswith("running_mean") or key.endswith("bn.bias"):
-            state[key] = 0.1 * torch.randn(v.shape, generator=g)
-        elif v.ndim == 4:  # conv [out, in, kh, kw]
-            fan_in = v.shape[1] * v.shape[2] * v.shape[3]
-            state[key] = torch.randn(v.shape, generator=g) * math.sqrt(2.0 / fan_in)
-        else:  # fc (unused by pool3 features)
-            state[key] = 0.01 * torch.randn(v.shape, generator=g)
-    return state
-
-
-def _random_backbone_state(net: str, seed: int) -> dict[str, torch.Tensor]:
-    """torchvision's ``features.*`` tensors of VGG16 / AlexNet, random (the classifier, unused
-    by LPIPS, is left out of the file to keep it small)."""
-    torch.manual_seed(seed)
-    if net == "vgg16":
-        features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
-    else:
-        features = torchvision.models.AlexNet(num_classes=1).features
-    return {f"features.{k}": v.clone() for k, v in features.state_dict().items()}
-
 
 @pytest.fixture(scope="module")
 def torch_home(tmp_path_factory):
@@ -78,9 +42,9 @@ def torch_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("torch-home")
     ckpt = home / "hub" / "checkpoints"
     ckpt.mkdir(parents=True)
-    torch.save(_random_inception_state(0), ckpt / weights.REGISTRY["inception"].filename)
+    torch.save(random_inception_state(0), ckpt / weights.REGISTRY["inception"].filename)
     for name in ("vgg16", "alexnet"):
-        torch.save(_random_backbone_state(name, 1), ckpt / weights.REGISTRY[name].filename)
+        torch.save(random_backbone_state(name, 1), ckpt / weights.REGISTRY[name].filename)
     return home
 
 

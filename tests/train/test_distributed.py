@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint
@@ -26,3 +29,11 @@ def test_two_workers_match_one_worker_on_the_same_global_batch(local_ray, synth_
     for net in ("G", "G_ema", "D_st", "D_pair"):
         for name, value in state[net].items():
             torch.testing.assert_close(value, reference[net][name], rtol=1e-4, atol=1e-5, msg=f"{net}.{name}")
+
+    # Logged losses are global (averaged over workers), so they are what one worker logs.
+    lines = {run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+             for run in ("one", "two")}
+    assert [m["step"] for m in lines["two"]] == [m["step"] for m in lines["one"]] == [3, 6]
+    for one, two in zip(lines["one"], lines["two"]):
+        losses = {k: v for k, v in one.items() if k.startswith(("D_", "G_"))}
+        assert losses and {k: two[k] for k in losses} == pytest.approx(losses, rel=1e-4, abs=1e-6)

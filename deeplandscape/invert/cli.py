@@ -1,0 +1,83 @@
+"""`deeplandscape train-encoder` and `deeplandscape animate`: bringing photos to life."""
+
+from __future__ import annotations
+
+import argparse
+
+from deeplandscape.config import parse_set
+
+
+def cmd_train_encoder(args: argparse.Namespace) -> int:
+    from deeplandscape.config import Config, apply_overrides, validate
+    from deeplandscape.invert.encoder import encoder_dir, train_encoder
+    from deeplandscape.sample import load_model
+
+    cfg = load_model(args.run_dir).cfg  # the run's own settings, invert.* included
+    cfg = apply_overrides(Config.from_dict(cfg.to_dict()), parse_set(args.overrides))
+    if args.workers:
+        cfg.scale.workers = args.workers
+    if args.gpu:
+        cfg.scale.use_gpu = True
+    validate(cfg)
+    if args.dry_run:
+        print(cfg.to_json())
+        return 0
+    train_encoder(cfg, args.run_dir, max_steps=args.max_steps)
+    print(f"done: encoder checkpoints and metrics.jsonl are in {encoder_dir(args.run_dir)}")
+    return 0
+
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    from deeplandscape.invert.animate_photos import animate_photos, inversion_config
+    from deeplandscape.sample import VideoOutputs, load_model
+
+    overrides = parse_set(args.overrides)
+    if args.method:
+        overrides["invert.method"] = args.method
+    if args.segmentation:
+        overrides["invert.segmentation_model"] = args.segmentation
+    if args.fit:
+        overrides["invert.fit"] = args.fit
+    icfg = inversion_config(load_model(args.run_dir).cfg, args.inversion, overrides)
+    outputs = VideoOutputs(fps=args.fps, crf=args.crf, scale=args.scale)
+    summary = animate_photos(args.photos, args.run_dir, args.out, homographies=args.homographies, frames=args.frames,
+                             directions=args.directions.split(",") if args.directions else None, speed=args.speed,
+                             icfg=icfg, horizon=args.horizon, outputs=outputs,
+                             device="cuda" if args.gpu else "cpu")
+    return 1 if summary["failed"] and not summary["animated"] else 0
+
+
+def add_invert_parsers(sub, speed_type) -> None:
+    p = sub.add_parser("train-encoder", help="train the inversion encoder E on images sampled from a trained run")
+    p.add_argument("--run-dir", required=True, help="trained run; E goes to RUN/encoder and resumes from there")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set invert.encoder_kimg=50 (repeatable)")
+    p.add_argument("--workers", type=int, help="Ray Train workers (sets scale.workers)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per worker")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in this call (0: no limit)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config, do nothing")
+    p.set_defaults(fn=cmd_train_encoder)
+
+    p = sub.add_parser("animate", help="invert photos into a trained run and write their time-lapses")
+    p.add_argument("photos", nargs="+", help="photos, folders or s3:// prefixes (X.mask.png next to a photo: "
+                                             "its sky + water mask, 255 = dynamic)")
+    p.add_argument("--run-dir", required=True, help="trained run (with RUN/encoder for the E* methods)")
+    p.add_argument("--out", required=True, help="output folder or s3:// prefix: OUT/<photo>/<direction>.mp4 ...")
+    p.add_argument("--method", choices=["auto", "E", "EO", "EOI", "EOIF", "EOIFS", "MO", "I2S"],
+                   help="inversion steps (paper Fig. 3); auto: EOIFS with a mask, else EOIF")
+    p.add_argument("--inversion", help="inversion preset over the run's settings, e.g. inversion-authors")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an invert.* field, e.g. --set invert.opt_steps=200")
+    p.add_argument("--segmentation", help="TorchScript segmentation model (ADE20K classes by default)")
+    p.add_argument("--fit", choices=["crop", "pad"], help="non-square photos: centre crop (default) or pad and "
+                                                         "crop the video back to the photo's shape")
+    p.add_argument("--homographies", type=int, default=5, help="videos per photo, each a different clock direction")
+    p.add_argument("--directions", help="comma-separated clock directions instead, e.g. 3h,9h")
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--speed", type=speed_type, default=2.5, help="motion speed (x2.5 matches real time-lapses)")
+    p.add_argument("--horizon", type=float, help="horizon height as a fraction from the top (default: from the mask)")
+    p.add_argument("--crf", type=int, default=18)
+    p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling for viewing")
+    p.add_argument("--gpu", action="store_true", help="run on CUDA")
+    p.set_defaults(fn=cmd_animate)
