@@ -91,10 +91,13 @@ def main() -> None:
     ap.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs per actor; torch threads of the serial loop")
     ap.add_argument("--ray-cpus", type=int, help="CPUs of the local Ray (default: all)")
     args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bucket-bench-") as folder:
+        run(args, Path(folder))
 
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
     import ray
 
-    tmp = Path(tempfile.mkdtemp(prefix="bucket-bench-"))
     cfg = load_config(args.config, parse_set(args.overrides))
     run_dir = args.run_dir or random_run(cfg, str(tmp / "run"))
     run_cfg, resolution = model_settings(run_dir)
@@ -118,7 +121,9 @@ def main() -> None:
     first_batch = (finished[args.batch - 1] - started).total_seconds()  # Ray, actors and the first batch
 
     n = args.photos
-    steady = lambda total, first: (n - args.batch) / (total - first) * 3600  # noqa: E731 - photos/h after batch 1
+    def steady(total: float, first: float) -> float:  # photos/h after the first batch
+        return (n - args.batch) / (total - first) * 3600 if n > args.batch else float("nan")
+
     print(f"{resolution} px, {n} photos (EOIFS: masks next to them), batch {args.batch}, {args.steps} O + "
           f"{args.steps} F steps, {args.homographies} x {args.frames}-frame videos each")
     print(f"serial loop   : {plain['ok']} ok in {plain['total_s']:.1f} s = {plain['ok'] / plain['total_s'] * 3600:.0f} "
