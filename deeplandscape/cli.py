@@ -5,6 +5,7 @@
     train    train DeepLandscape under Ray Train (resumes from the run directory)
     sample   render time-lapse videos from a trained run
     train-encoder      train the inversion encoder E on samples of a trained run
+    train-superres     train the x4 super-resolution network (ESRGAN) on a run's inversions of video frames
     animate  invert photos and write their time-lapses (paper 3.2)
     animate-bucket     animate every photo under a prefix with Ray Data (streaming, resumable)
     calibrate-motion   measure cloud motion in time-lapses, write homographies at that speed
@@ -24,6 +25,7 @@ from deeplandscape.config import load_config, parse_set, preset_names
 from deeplandscape.evaluate.cli import add_evaluate_parser
 from deeplandscape.invert.bucket_cli import add_bucket_parser
 from deeplandscape.invert.cli import add_invert_parsers
+from deeplandscape.superres.cli import add_superres_parser
 
 
 def _add_config_args(p: argparse.ArgumentParser, default: str | None = "tiny") -> None:
@@ -236,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_invert_parsers(sub, _speed)
     add_bucket_parser(sub, _speed)  # deeplandscape/invert/bucket_cli.py
+    add_superres_parser(sub)  # deeplandscape/superres/cli.py
 
     p = sub.add_parser("calibrate-motion", help="measure cloud motion in time-lapses; write the 12 directions at that speed")
     p.add_argument("--videos", required=True, help="folder or s3:// prefix of time-lapse videos")

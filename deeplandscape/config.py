@@ -11,6 +11,7 @@ import dataclasses
 import json
 import tomllib
 import typing
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,10 @@ class TrainConfig:
     r1_gamma: float = 10.0
     ema_decay: float = 0.999  # per step
     mixing_prob: float = 0.9
-    # Pairwise-discriminator probability p: anneals p_pair_start -> p_pair_end over
-    # p_pair_anneal_kimg images of each phase ("anneal"), or stays p_pair_start ("constant").
-    p_pair_mode: str = "anneal"
+    # Pairwise-discriminator probability p: goes p_pair_start -> p_pair_end over
+    # p_pair_anneal_kimg images of each phase, linearly ("anneal", the paper), along a half
+    # cosine ("cosine") or in one drop at the end ("step"); or stays p_pair_start ("constant").
+    p_pair_mode: str = "anneal"  # one of P_PAIR_MODES (train/schedule.py: pair_probability)
     p_pair_start: float = 0.5
     p_pair_end: float = 0.1
     p_pair_anneal_kimg: float = 600.0
@@ -85,6 +87,7 @@ class ScaleConfig:
     max_failures: int = 0  # worker-group restarts from the latest checkpoint after a lost worker/node; -1: no limit
 
 
+P_PAIR_MODES = ("anneal", "cosine", "step", "constant")  # how p_pair goes from start to end (schedule.py)
 INVERSION_METHODS = ("E", "EO", "EOI", "EOIF", "EOIFS", "MO", "I2S")  # paper Fig. 3
 
 
@@ -127,6 +130,53 @@ class InvertConfig:
     dynamic_classes: str = "2,21,26,60,113,128"  # ADE20K (0-based): sky, water, sea, river, waterfall, lake
     sky_classes: str = "2"  # ADE20K sky: the horizon is the lowest sky pixel + margin
     horizon_margin: float = 0.04  # 10 px at 256 px (REFERENCE.md)
+    # Lighting network A (paper 3.2): trained on the fly from M until its loss stops improving.
+    lighting_blocks: int = 10  # residual MLP blocks (authors' code)
+    lighting_width: int = 512  # hidden width
+    lighting_batch: int = 256
+    lighting_lr: float = 1e-3
+    lighting_steps: int = 20000  # at most
+    lighting_log_every: int = 100  # steps per loss window
+    lighting_patience: int = 5  # windows without a 1% gain -> converged
+    lighting_from_resolution: int = 64  # A changes the styles of this level and finer (authors: 64-256 px)
+
+
+@dataclass
+class SuperResConfig:
+    """Super-resolution (paper 3.2 "Super Resolution", Fig. 5): an ESRGAN x4 RRDB network trained
+    on (hi-res video frame, low-res output of inference steps 1-2 on the downsampled frame);
+    at animation time sky and water come from the SR frames, static parts from a guided
+    filter of the SR frames with the hi-res photo as guide. Defaults are ESRGAN's (Wang et al.
+    2018) where the paper says nothing; `deeplandscape/superres/` has the details."""
+
+    # Training pairs, a cached stage in RUN/superres/pairs (built once, reused by every run).
+    frames_per_video: int = 16  # evenly spaced frames of each video; hi-res side = 4 x model resolution
+    pair_method: str = "EO"  # the paper's "first two steps of inference": encoder E, then optimisation O
+    # The network: ESRGAN's RRDBNet (64 features, 23 RRDBs, growth 32), x4.
+    nf: int = 64
+    nb: int = 23
+    gc: int = 32
+    init: str = ""  # optional RRDBNet state dict to start from (e.g. ESRGAN's RRDB_PSNR_x4.pth)
+    # Training, ESRGAN's recipe: an L1 stage ("PSNR-oriented"), then perceptual + RaGAN + L1.
+    batch: int = 16  # global, pairs per step
+    hr_patch: int = 128  # hi-res crop side (low-res: hr_patch / 4); a multiple of 32 (D's 5 halvings)
+    psnr_steps: int = 1_000_000  # stage 1, L1 only, lr halved every 20% of the stage (ESRGAN: 200k)
+    psnr_lr: float = 2e-4
+    gan_steps: int = 400_000  # stage 2; lr halved at 12.5, 25, 50, 75% (ESRGAN: 50k, 100k, 200k, 300k)
+    gan_lr: float = 1e-4  # G and D
+    pixel_weight: float = 1e-2  # stage 2: L1
+    perceptual_weight: float = 1.0  # stage 2: L1 of VGG16 conv5_3 features (ESRGAN: VGG19 conv5_4)
+    gan_weight: float = 5e-3  # stage 2: relativistic average GAN
+    d_nf: int = 64  # D's first-layer channels (ESRGAN's VGG-style discriminator)
+    amp: str = "none"  # "bf16": torch.autocast on CUDA
+    checkpoint_steps: int = 5000
+    log_every: int = 100
+    # Animation (Fig. 5): SR frames, then the guided-filter blend with the hi-res photo.
+    max_size: int = 1024  # output side at most this (the paper: "up to one megapixel")
+    guided_radius: int = 32  # guided-filter window radius in pixels at 1024 px, scaled with the output size
+    guided_eps: float = 1e-4  # regulariser, in squared [0, 1] intensity units
+    guided_subsample: int = 4  # fast guided filter (He & Sun 2015) at 1024 px, scaled with the output
+    frames_batch: int = 8  # frames per SR forward pass
 
 
 @dataclass
@@ -136,6 +186,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     invert: InvertConfig = field(default_factory=InvertConfig)
+    superres: SuperResConfig = field(default_factory=SuperResConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,9 +196,22 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
+        """A saved config (`config.json`, a checkpoint's). Fields it lacks take today's
+        defaults; fields this version no longer has are dropped with a warning, so run
+        directories written by older versions still load."""
         cfg = cls()
-        apply_overrides(cfg, _flatten(d))
+        flat = _flatten(d)
+        unknown = sorted(k for k in flat if not _is_field(cfg, k))
+        if unknown:
+            warnings.warn(f"ignoring config fields this version does not have: {unknown}", stacklevel=2)
+        apply_overrides(cfg, {k: v for k, v in flat.items() if k not in unknown})
         return cfg
+
+
+def _is_field(cfg: "Config", key: str) -> bool:
+    section_name, _, name = key.partition(".")
+    section = getattr(cfg, section_name, None)
+    return dataclasses.is_dataclass(section) and name in {f.name for f in dataclasses.fields(section)}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -239,8 +303,8 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"model.resolution must be a power of two >= 8, got {m.resolution}")
     if not (8 <= t.start_resolution <= m.resolution) or t.start_resolution & (t.start_resolution - 1):
         raise ValueError(f"train.start_resolution must be a power of two in [8, {m.resolution}], got {t.start_resolution}")
-    if t.p_pair_mode not in ("anneal", "constant"):
-        raise ValueError(f"train.p_pair_mode must be 'anneal' or 'constant', got {t.p_pair_mode!r}")
+    if t.p_pair_mode not in P_PAIR_MODES:
+        raise ValueError(f"train.p_pair_mode must be one of {', '.join(P_PAIR_MODES)}, got {t.p_pair_mode!r}")
     for name in ("p_pair_start", "p_pair_end", "crop_prob", "mixing_prob"):
         if not 0.0 <= getattr(t, name) <= 1.0:
             raise ValueError(f"train.{name} must be in [0, 1], got {getattr(t, name)}")
@@ -270,9 +334,12 @@ def validate_invert(iv: InvertConfig) -> None:
         raise ValueError(f"invert.perceptual_net must be 'vgg' or 'alex', got {iv.perceptual_net!r}")
     if not iv.encoder_backbone.startswith("resnet"):
         raise ValueError(f"invert.encoder_backbone must be a torchvision ResNet, got {iv.encoder_backbone!r}")
-    for name in ("batch", "encoder_batch"):
+    for name in ("batch", "encoder_batch", "lighting_blocks", "lighting_width", "lighting_batch", "lighting_log_every"):
         if getattr(iv, name) < 1:
             raise ValueError(f"invert.{name} must be >= 1, got {getattr(iv, name)}")
+    r = iv.lighting_from_resolution
+    if r < 4 or r & (r - 1):
+        raise ValueError(f"invert.lighting_from_resolution must be a power of two >= 4, got {r}")
     for name in ("dynamic_classes", "sky_classes"):
         try:
             class_ids(getattr(iv, name))

@@ -10,9 +10,10 @@ from pathlib import Path
 import ray
 
 from deeplandscape.config import load_config
-from deeplandscape.data.synth import write_dataset
+from deeplandscape.data.synth import is_mask_file, write_dataset
 from deeplandscape.invert.animate_photos import animate_photos
 from deeplandscape.invert.encoder import train_encoder
+from deeplandscape.invert.lighting import train_lighting
 from deeplandscape.sample import VideoOutputs, load_model, write_samples
 from deeplandscape.train.launch import train
 
@@ -49,8 +50,15 @@ def animate_demo_photos(out: Path, run_dir: str, cfg, scale: int, log=print) -> 
     photos = out / "photos-to-animate"
     if not (photos / "synth.json").exists():
         write_dataset(photos, images=4, videos=0, frames=2, size=64, seed=12345)  # scenes not in the training set
-    return animate_photos([str(photos / "photos")], run_dir, str(out / "animated"), homographies=2, frames=60,
-                          outputs=VideoOutputs(fps=30, scale=scale), log=log)
+    animated = animate_photos([str(photos / "photos")], run_dir, str(out / "animated"), homographies=2, frames=60,
+                              outputs=VideoOutputs(fps=30, scale=scale), log=log)
+    # Lighting (paper 3.2): train A from the mapping network, then one photo from day to night.
+    train_lighting(cfg, run_dir, log=log)
+    first = sorted(p for p in (photos / "photos").glob("*.png") if not is_mask_file(p))[0]
+    animated["lighting"] = animate_photos([str(first)], run_dir, str(out / "lighting"), homographies=1, frames=90,
+                                          outputs=VideoOutputs(fps=30, scale=scale), log=log,
+                                          lighting="day-to-night")
+    return animated
 
 
 def write_gallery(out: Path, summary: dict, run_dir: Path, data: Path, animated: dict | None = None) -> Path:
@@ -73,6 +81,10 @@ def write_gallery(out: Path, summary: dict, run_dir: Path, data: Path, animated:
         + f'<figcaption>{html.escape(Path(r["input"]).name)}: {html.escape(r["method"])}, L1 '
         + " &rarr; ".join(f"{v[0]:.3f}" for v in r["losses"].values()) + "</figcaption></figure>"
         for r in (animated or {}).get("results", []))
+    lighting = "\n".join(
+        f'<figure><video src="{rel(p)}" autoplay loop muted playsinline width="256"></video>'
+        f"<figcaption>{html.escape(Path(r['input']).name)}: day &rarr; sunset &rarr; night</figcaption></figure>"
+        for r in (animated or {}).get("lighting", {}).get("results", []) for p in r["outputs"] if p.endswith(".mp4"))
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     last = metrics[-1] if metrics else {}
     page = f"""<!doctype html>
@@ -89,6 +101,9 @@ interpolates z<sub>dyn</sub> and moves S<sub>dyn</sub> with one of the 12 clock 
 <h2>Photos brought to life</h2><p>Photos the model never saw, inverted with E, O, L<sub>init</sub>, fine-tuning
 and their sky + water masks (EOIFS, paper 3.2): input | reconstruction | first frame, then two time-lapses.</p>
 {inverted}
+<h2>Lighting: day to night</h2><p>The lighting network A (paper 3.2) moves the photo's styles towards the
+sunset and night keyframes of the tiny model as the video goes on, while the clouds move.</p>
+{lighting}
 <h2>Sample grid</h2><p>One row per video, frames left to right.</p><img src="{rel(summary['grid'])}" width="768">
 <h2>Training snapshots</h2>{snapshots}
 <h2>Training data (synthetic)</h2>{photos}<br>{real_videos}

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -58,3 +62,47 @@ def tiny_run(synth_data, tmp_path_factory):
     run_worker(cfg, str(run_dir))
     run_encoder_worker(cfg, str(run_dir), max_steps=25)
     return run_dir
+
+
+# --- S3: a real moto server on 127.0.0.1 ---------------------------------------------------------
+MOTO_KEY_ID = "AKIADLTESTKEYID00042"  # dummy credentials that must never show up in outputs
+MOTO_SECRET = "dl-test-secret-4f1d9c0b7e"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class MotoS3:
+    port: int
+    endpoint: str
+    client: Any  # a boto3 S3 client on the server
+
+    def bucket(self, name: str) -> str:
+        """Create a bucket; its s3:// URI."""
+        self.client.create_bucket(Bucket=name)
+        return f"s3://{name}"
+
+
+@pytest.fixture
+def moto(monkeypatch):
+    """An empty moto S3 server on 127.0.0.1; this process's AWS_* environment points at it
+    with the dummy credentials above (a Ray started earlier does not have them)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps every server's objects in one store per process: start from an empty one.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
+    for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": MOTO_KEY_ID,
+                        "AWS_SECRET_ACCESS_KEY": MOTO_SECRET, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    yield MotoS3(port, endpoint, boto3.client("s3"))
+    server.stop()

@@ -18,7 +18,7 @@ def test_every_command_has_help(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for command in ("synth", "train", "sample", "calibrate-motion", "weights", "demo"):
+    for command in ("synth", "train", "sample", "calibrate-motion", "weights", "demo", "train-lighting", "animate"):
         assert command in out
         with pytest.raises(SystemExit) as e:
             main([command, "--help"])
@@ -39,6 +39,18 @@ def test_bad_override_is_a_clear_error(tmp_path, capsys):
     assert "unknown config key 'train.r1_gama'" in capsys.readouterr().err
     assert main(["train", "--run-dir", str(tmp_path), "--set", "model.resolution=banana", "--dry-run"]) == 2
     assert "model.resolution" in capsys.readouterr().err
+
+
+def test_a_config_saved_by_another_version_still_loads():
+    from deeplandscape.config import Config
+
+    saved = Config().to_dict()
+    saved["train"]["retired_knob"] = 3  # a field a later version removed
+    del saved["invert"]["lighting_lr"]  # a field an older version did not have
+    saved["model"]["resolution"] = 64
+    with pytest.warns(UserWarning, match=r"does not have: \['train.retired_knob'\]"):
+        cfg = Config.from_dict(saved)
+    assert cfg.model.resolution == 64 and cfg.invert.lighting_lr == Config().invert.lighting_lr
 
 
 def test_train_resume_and_sample_on_local_ray(local_ray, tmp_path, capsys):

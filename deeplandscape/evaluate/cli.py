@@ -3,12 +3,12 @@
     evaluate fid A B          FID between two image collections (folders, s3:// prefixes, .npz)
     evaluate fvd A B          FVD between two video collections (+ per-frame curves on request)
     evaluate generation       the paper's generation protocol on a trained run (Fig. 6)
+    evaluate animation        the paper's animation protocol on a trained run (Fig. 7)
 
 Each prints its values and writes ``metrics.json`` and a self-contained ``index.html`` report
 to ``--out``. Features are computed by Ray Data actor pools (``--workers``, ``--gpu``); the
 statistics of every folder are cached (``$DEEPLANDSCAPE_STATS_CACHE``), so evaluating again
-against the same real set skips it. The animation protocol (``evaluate animation``) needs
-the inversion and is not here yet; `curves.frame_curves` is its building block.
+against the same real set skips it.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def _save_stats(result, directory: str | None) -> list[str]:
 
 def _frechet_report(result, curves: dict | None, out: str, saved: list[str]) -> dict[str, str]:
     from . import report
+    from .curves import curve_plots
 
     name = result.metric.upper()
     metrics = {**result.to_json(), "saved_stats": saved}
@@ -64,27 +65,8 @@ def _frechet_report(result, curves: dict | None, out: str, saved: list[str]) -> 
                 report.Section("Feature covariance spectra", report.spectrum_plot(
                     {"A": result.stats[0].cov(), "B": result.stats[1].cov()}))]
     if curves is not None:
-        sections.append(report.Section("Per frame index (as the paper's Fig. 7)", _curve_plots(curves)))
+        sections.append(report.Section("Per frame index (as the paper's Fig. 7)", curve_plots(curves)))
     return report.write_report(out, f"{name} between two collections", metrics, sections)
-
-
-def _curve_plots(curves: dict) -> str:
-    from . import report
-
-    ref = "I_0" if curves["reference"] == "first" else "I_n"
-    titles = {"fid": "FID", "lpips": "LPIPS (static pixels)", "ssim": "SSIM (static pixels)"}
-    plots = []
-    for m, title in titles.items():
-        if m in curves:
-            mean = curves["mean_over_frames"][m]
-            label = f"B (mean {mean:.4g})" if mean is not None else "B"
-            plots.append(report.line_plot({label: (curves["frames"], [float("nan") if v is None else v
-                                                                       for v in curves[m]])},
-                                          f"{title} between {ref} and generated frame n", "frame index n", title))
-    counts = curves["videos"]
-    note = (f"<p class='note'>{counts['a']} real and {counts['b']} generated videos, {counts['pairs']} paired by name, "
-            f"{counts['pairs_with_mask']} with a ground-truth mask (the others compare every pixel).</p>")
-    return "".join(plots) + note
 
 
 def cmd_fid(args: argparse.Namespace) -> int:
@@ -147,6 +129,30 @@ def cmd_generation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_animation(args: argparse.Namespace) -> int:
+    from deeplandscape import storage
+    from deeplandscape.invert.animate_photos import inversion_config
+    from deeplandscape.config import parse_set
+    from deeplandscape.sample import load_model
+
+    from .animation import AnimationSettings, evaluate_animation
+
+    settings = AnimationSettings(frames=args.frames, every=args.every, reference=args.reference,
+                                 directions=tuple(args.directions.split(",")), speed=args.speed,
+                                 lpips_net=args.lpips_net, workers=args.workers, use_gpu=args.gpu)
+    icfg = inversion_config(load_model(args.run_dir).cfg, args.inversion,
+                            {**parse_set(args.overrides), **({"invert.method": args.method} if args.method else {})})
+    out = args.out or storage.join(args.run_dir, "evaluation", "animation")
+    m = evaluate_animation(args.run_dir, args.real_videos, out, settings, icfg)
+    print("  ".join(f"{k.upper()} {m[k]:.4f}" for k in settings.metrics if m[k] is not None)
+          + f"  (mean over {len(m['curves']['frames'])} frame indices; {m['animated']} of {m['videos']} videos "
+            f"animated, reference {settings.reference})")
+    for f in m["failed"]:
+        print(f"  left out {f['input']}: {f['error']}")
+    print(f"report: {m['outputs']['report']}  metrics: {m['outputs']['metrics']}")
+    return 0
+
+
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``evaluate`` and its sub-commands to the top-level parser's sub-parsers."""
     p = sub.add_parser("evaluate", help="metrics: FID, FVD between collections; the generation protocol on a run",
@@ -195,3 +201,24 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", help="folder for metrics.json and index.html (default RUN/evaluation/generation)")
     _add_scale_args(q, batch_size=16)
     q.set_defaults(fn=cmd_generation)
+
+    q = ev.add_parser("animation", help="the animation protocol (paper Fig. 7): animate the first frame of real "
+                                        "time-lapses, compare frame by frame")
+    q.add_argument("--run-dir", required=True, help="run directory with checkpoints and an encoder (train-encoder)")
+    q.add_argument("--real-videos", required=True, help="folder or s3:// prefix of real time-lapses "
+                                                        "(NAME.mask.png next to a video: its sky and water)")
+    q.add_argument("--frames", type=int, default=32, help="frames of each video compared (and animated)")
+    q.add_argument("--every", type=int, default=1, help="frame indices 0, K, 2K, ...")
+    q.add_argument("--reference", choices=["same", "first"], default="same",
+                   help="compare animated frame n with real frame n (same) or with real frame 0 (first)")
+    q.add_argument("--directions", default="3h", help="comma-separated homographies, one animation each")
+    q.add_argument("--speed", type=float, default=2.5)
+    q.add_argument("--method", help="inversion method (default: the run's invert.method, auto)")
+    q.add_argument("--inversion", help="an inversion preset from configs/, e.g. inversion-authors")
+    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an invert.* field, e.g. --set invert.opt_steps=200 (repeatable)")
+    q.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg")
+    q.add_argument("--out", help="folder for metrics.json, index.html and the videos (default RUN/evaluation/animation)")
+    q.add_argument("--workers", type=int, default=2, help="Ray Data actors for the metrics")
+    q.add_argument("--gpu", action="store_true", help="invert on CUDA, one GPU per metrics actor")
+    q.set_defaults(fn=cmd_animation)

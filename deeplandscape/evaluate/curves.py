@@ -38,7 +38,7 @@ from .inputs import MASK_SUFFIX, list_entries, local_file, mask_uri_for
 from .pipeline import run_block_stats
 from .stats import frechet_distance
 
-__all__ = ["CurveSettings", "pair_videos", "read_frames", "frame_curves"]
+__all__ = ["CurveSettings", "pair_videos", "read_frames", "frame_curves", "curve_plots"]
 
 _BACKBONE = {"vgg": "vgg16", "alex": "alexnet"}
 
@@ -236,3 +236,23 @@ def _assemble(groups: dict, s: CurveSettings, pairs: dict, rows: list[dict]) -> 
     return {"frames": frames, **curves, "mean_over_frames": means, "reference": s.reference,
             "videos": {"a": sum(1 for r in rows if not r["b"]), "b": sum(1 for r in rows if r["b"]),
                        "pairs": len(pairs), "pairs_with_mask": sum(1 for r in rows if r["b"] and r["mask"])}}
+
+
+def curve_plots(curves: dict) -> str:
+    """HTML: one SVG line plot per metric of `frame_curves`' result, and the pair counts."""
+    from . import report
+
+    ref = "I_0" if curves["reference"] == "first" else "I_n"
+    titles = {"fid": "FID", "lpips": "LPIPS (static pixels)", "ssim": "SSIM (static pixels)"}
+    plots = []
+    for m, title in titles.items():
+        if m in curves:
+            mean = curves["mean_over_frames"][m]
+            label = f"B (mean {mean:.4g})" if mean is not None else "B"
+            plots.append(report.line_plot({label: (curves["frames"], [float("nan") if v is None else v
+                                                                       for v in curves[m]])},
+                                          f"{title} between {ref} and generated frame n", "frame index n", title))
+    counts = curves["videos"]
+    note = (f"<p class='note'>{counts['a']} real and {counts['b']} generated videos, {counts['pairs']} paired by name, "
+            f"{counts['pairs_with_mask']} with a ground-truth mask (the others compare every pixel).</p>")
+    return "".join(plots) + note

@@ -89,7 +89,7 @@ class PhotoAnimator:
     """Models loaded once; `read` a photo, `invert` a batch, `render` / `write` one photo."""
 
     def __init__(self, run_dir: str, icfg: InvertConfig | None = None, device: str | torch.device = "cpu",
-                 horizon: float | None = None, log=print):
+                 horizon: float | None = None, log=print, lighting: str = "none", keyframes: str | None = None):
         from deeplandscape.invert.encoder import load_encoder, mean_w
         from deeplandscape.sample import load_model
 
@@ -103,8 +103,15 @@ class PhotoAnimator:
         perceptual = LPIPSLoss(self.cfg.perceptual_net, self.device) if needs_perceptual(self.cfg, method) else None
         self.segmenter = (Segmenter(self.cfg.segmentation_model, self.cfg.dynamic_classes, self.cfg.sky_classes,
                                     self.device) if self.cfg.segmentation_model else None)
+        self.lighting, self.A, self.keyframes = lighting, None, {}
+        if lighting != "none":
+            from deeplandscape.invert.lighting import load_keyframes, load_lighting
+
+            self.A = load_lighting(run_dir, self.device)
+            self.keyframes = load_keyframes(keyframes or storage.join(run_dir, "lighting", "keyframes.json"))
         self.inverter = Inverter(self.model.G, self.resolution, self.model.alpha, self.cfg, encoder, perceptual,
                                  w_avg=None if encoder is not None else mean_w(self.model.G), log=log)
+        self.lighting_path("check")  # an unknown lighting name fails here, not once per photo
 
     # --- input -----------------------------------------------------------------------------
     def read(self, uri: str, name: str | None = None, data: bytes | None = None) -> Photo:
@@ -137,10 +144,23 @@ class PhotoAnimator:
         return self.inverter.invert(x, self.cfg.method, dyn, seeds)
 
     # --- output ----------------------------------------------------------------------------
+    def lighting_path(self, name: str):
+        """The photo's lighting path (None: the photo's own lighting throughout)."""
+        if self.A is None:
+            return None
+        from deeplandscape.invert.lighting import lighting_path
+        from deeplandscape.nets.generator import level_of
+
+        from_level = level_of(min(self.cfg.lighting_from_resolution, self.resolution))
+        return lighting_path(self.lighting, self.keyframes, self.model.cfg.model.z_dyn_dim, from_level,
+                             zlib.crc32(name.encode()), self.device)
+
     @torch.no_grad()
-    def render(self, inv: Inversion, animation: Animation, frames: int, batch: int = 16) -> Iterator[np.ndarray]:
+    def render(self, inv: Inversion, animation: Animation, frames: int, batch: int = 16,
+               lighting=None) -> Iterator[np.ndarray]:
         """Frames [n, R, R, 3] uint8 of one inverted photo (`inv` of length 1): S_dyn warped by
-        the homography, kept at zero on static pixels; W and S_st fixed."""
+        the homography, kept at zero on static pixels; S_st fixed; W fixed or moved along
+        `lighting` (a `LightingPath`)."""
         G = self.inverter.G
         params = None if inv.params is None else {k: v[0] for k, v in inv.params.items()}
         for start in range(0, frames, batch):
@@ -150,7 +170,7 @@ class PhotoAnimator:
                                   authors_mode=animation.authors_mode, out_size=inv.resolution)
             S_dyn = [s * k for s, k in zip(S_dyn, inv.keep_dyn)]
             S_st = [s.expand(n, -1, -1, -1) for s in inv.S_st]
-            ws = inv.ws.expand(n, -1, -1)
+            ws = inv.ws.expand(n, -1, -1) if lighting is None else lighting.styles(self.A, inv.ws, list(idx), frames)
             if params is None:
                 img = run_generator(G, ws, S_st, S_dyn, inv.resolution, inv.alpha)
             else:
@@ -182,7 +202,7 @@ class PhotoAnimator:
             written.append(Path(tmp) / "compare.png")
             meta = {"input": photo.uri, "method": inv.method, "losses": inv.losses, "horizon": photo.horizon,
                     "mask": photo.mask_source, "directions": directions, "frames": frames, "speed": speed,
-                    "resolution": inv.resolution}
+                    "resolution": inv.resolution, "lighting": self.lighting}
             (Path(tmp) / "inversion.json").write_text(json.dumps(meta, indent=2))
             written.append(Path(tmp) / "inversion.json")
             keys = []
@@ -199,7 +219,7 @@ class PhotoAnimator:
         region = photo.framing.crop(np.zeros((inv.resolution * outputs.scale,) * 2 + (3,), np.uint8))
         height, width = region.shape[:2]
         with VideoWriter(path, fps=outputs.fps, width=width, height=height, crf=outputs.crf) as out:
-            for chunk in self.render(inv, animation, frames):
+            for chunk in self.render(inv, animation, frames, lighting=self.lighting_path(photo.name)):
                 if first is None:
                     first = chunk[0]
                 shown = photo.framing.crop(upscale(chunk, outputs.scale))
@@ -243,10 +263,10 @@ def list_photos(inputs: list[str]) -> list[str]:
 def animate_photos(inputs: list[str], run_dir: str, out: str, homographies: int = 5, frames: int = 100,
                    directions: list[str] | None = None, speed: float = 2.5, icfg: InvertConfig | None = None,
                    horizon: float | None = None, outputs: VideoOutputs = VideoOutputs(), device: str = "cpu",
-                   log=print) -> dict:
+                   log=print, lighting: str = "none", keyframes: str | None = None) -> dict:
     """`deeplandscape animate`: every photo in `inputs` -> time-lapses under `out`."""
     uris = list_photos(inputs)
-    animator = PhotoAnimator(run_dir, icfg, device, horizon, log)
+    animator = PhotoAnimator(run_dir, icfg, device, horizon, log, lighting, keyframes)
     names = _unique_names(uris)
     done, failed = [], []
     batch: list[Photo] = []

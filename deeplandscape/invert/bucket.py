@@ -258,14 +258,15 @@ class BucketAnimator:
 
     def __init__(self, run_dir: str, icfg: dict, out_prefix: str, homographies: int, directions: list[str] | None,
                  frames: int, speed: float, horizon: float | None, outputs: dict, retry: dict, run_id: str,
-                 use_gpu: bool):
+                 use_gpu: bool, lighting: str = "none", keyframes: str | None = None):
         import torch
 
         from deeplandscape.invert.animate_photos import PhotoAnimator
         from deeplandscape.sample import VideoOutputs
 
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        self.animator = PhotoAnimator(run_dir, InvertConfig(**icfg), device, horizon, log=lambda _msg: None)
+        self.animator = PhotoAnimator(run_dir, InvertConfig(**icfg), device, horizon, log=lambda _msg: None,
+                                      lighting=lighting, keyframes=keyframes)
         self.out_prefix, self.homographies, self.directions = out_prefix, homographies, directions
         self.frames, self.speed, self.horizon = frames, speed, horizon
         self.outputs, self.retry, self.run_id = VideoOutputs(**outputs), Retry(**retry), run_id
@@ -340,7 +341,8 @@ class BucketAnimator:
                 self.retry(storage.write_bytes, key, Path(local).read_bytes(), what=f"upload {key}")
                 keys.append(key)
         done = {"input": photo.uri, "key": photo.name, "run_id": self.run_id, "method": inv.method,
-                "directions": directions, "frames": self.frames, "outputs": keys, "psnr_db": psnr, "l1": l1,
+                "directions": directions, "frames": self.frames, "lighting": self.animator.lighting,
+                "outputs": keys, "psnr_db": psnr, "l1": l1,
                 "lpips": lpips, "finished_at": _now_iso()}
         done_key = storage.join(out_dir, DONE)
         self.retry(storage.write_text, done_key, json.dumps(done, indent=2), what=f"upload {done_key}")
@@ -384,6 +386,8 @@ class BucketJob:
     frames: int = 100
     speed: float = 2.5
     horizon: float | None = None  # fraction from the top; default: from the mask
+    lighting: str = "none"  # none | random | day-to-night | cycle | keyframe names (RUN/lighting, train-lighting)
+    keyframes: str | None = None  # a JSON file of {name: [z_dyn]} instead of RUN/lighting/keyframes.json
     outputs: dict = field(default_factory=dict)  # VideoOutputs fields (fps, crf, scale, poster)
     workers: int = 1  # actors in the pool (one GPU each with gpu)
     gpu: bool = False
@@ -407,6 +411,19 @@ def model_settings(run_dir: str) -> tuple[Config, int]:
     return cfg, phase_at(int(progress["images_seen"]), cfg.train, cfg.model.resolution).resolution
 
 
+def check_lighting(run_dir: str, lighting: str, keyframes: str | None) -> None:
+    """The lighting network and keyframes exist and `lighting` names a path through them."""
+    from deeplandscape.invert.lighting import lighting_dir, lighting_path, load_keyframes
+    from deeplandscape.train.checkpoint import latest_checkpoint
+
+    if latest_checkpoint(lighting_dir(run_dir)) is None:
+        raise FileNotFoundError(f"no lighting network under {lighting_dir(run_dir)}/checkpoints: train one with "
+                                f"`deeplandscape train-lighting --run-dir {run_dir}`")
+    frames = load_keyframes(keyframes or storage.join(lighting_dir(run_dir), "keyframes.json"))
+    z_dyn = len(next(iter(frames.values()))["z_dyn"]) if frames else 0
+    lighting_path(lighting, frames, z_dyn, 0, 0, "cpu")  # unknown names fail here
+
+
 def animate_bucket(job: BucketJob, icfg: InvertConfig, log=print) -> dict:
     """Run the job; returns the summary (also written to OUT/_runs/<run id>/)."""
     for what, uri in (("input prefix", job.in_prefix), ("output prefix", job.out_prefix),
@@ -414,7 +431,10 @@ def animate_bucket(job: BucketJob, icfg: InvertConfig, log=print) -> dict:
         storage.check_no_credentials(uri, what)
     local = lambda uri: uri if not uri or storage.is_remote(uri) else storage.resolve(uri)[1]  # noqa: E731
     job = dataclasses.replace(job, in_prefix=local(job.in_prefix), out_prefix=local(job.out_prefix),
-                              run_dir=local(job.run_dir), manifest=job.manifest and local(job.manifest))
+                              run_dir=local(job.run_dir), manifest=job.manifest and local(job.manifest),
+                              keyframes=job.keyframes and local(job.keyframes))
+    if job.lighting != "none":  # fail now, not once per actor
+        check_lighting(job.run_dir, job.lighting, job.keyframes)
     retry = Retry(**job.retry)
     started, t0 = _now_iso(), time.perf_counter()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
@@ -473,7 +493,7 @@ def _pipeline(job: BucketJob, icfg: InvertConfig, resolution: int, todo: list[tu
         fn_constructor_kwargs=dict(run_dir=job.run_dir, icfg=dataclasses.asdict(icfg), out_prefix=job.out_prefix,
                                    homographies=job.homographies, directions=job.directions, frames=job.frames,
                                    speed=job.speed, horizon=job.horizon, outputs=job.outputs, retry=job.retry,
-                                   run_id=run_id, use_gpu=job.gpu),
+                                   run_id=run_id, use_gpu=job.gpu, lighting=job.lighting, keyframes=job.keyframes),
         batch_size=icfg.batch,  # photos inverted together (an integer: a GPU stage needs one)
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=job.workers),

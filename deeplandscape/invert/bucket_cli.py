@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 import json
 
-from deeplandscape.config import parse_set
+from deeplandscape.invert.cli import add_animation_args, inversion_overrides
 
 
 def cmd_animate_bucket(args: argparse.Namespace) -> int:
@@ -18,17 +18,13 @@ def cmd_animate_bucket(args: argparse.Namespace) -> int:
         BucketJob, Retry, animate_bucket, assign_keys, finished_keys, list_inputs, model_settings,
     )
 
-    overrides = parse_set(args.overrides)
-    if args.method:
-        overrides["invert.method"] = args.method
-    if args.fit:
-        overrides["invert.fit"] = args.fit
-    icfg = inversion_config(model_settings(args.run_dir)[0], args.inversion, overrides)
+    icfg = inversion_config(model_settings(args.run_dir)[0], args.inversion, inversion_overrides(args))
     directions = args.directions.split(",") if args.directions else None
     pick_directions("check", args.homographies, directions)  # bad values fail now, not per photo
     job = BucketJob(args.in_prefix, args.out_prefix, args.run_dir, manifest=args.manifest,
                     homographies=args.homographies, directions=directions, frames=args.frames, speed=args.speed,
-                    horizon=args.horizon, outputs=dict(fps=args.fps, crf=args.crf, scale=args.scale),
+                    horizon=args.horizon, lighting=args.lighting, keyframes=args.keyframes,
+                    outputs=dict(fps=args.fps, crf=args.crf, scale=args.scale),
                     workers=args.workers, gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,
                     retry=dataclasses.asdict(Retry(args.retries, args.retry_wait)))
     if args.dry_run:
@@ -49,20 +45,7 @@ def add_bucket_parser(sub, speed_type) -> None:
     p.add_argument("out_prefix", help="folder or s3:// prefix: OUT/<key>/<direction>.mp4, OUT/_runs/<run id>/")
     p.add_argument("--run-dir", required=True, help="trained run (with RUN/encoder for the E* methods)")
     p.add_argument("--manifest", help="Parquet file with a 'uri' column (all under IN) instead of listing IN")
-    p.add_argument("--method", choices=["auto", "E", "EO", "EOI", "EOIF", "EOIFS", "MO", "I2S"],
-                   help="inversion steps (paper Fig. 3); auto: EOIFS with a mask, else EOIF")
-    p.add_argument("--inversion", help="inversion preset over the run's settings, e.g. inversion-authors")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an invert.* field, e.g. --set invert.batch=16")
-    p.add_argument("--fit", choices=["crop", "pad"], help="non-square photos: centre crop (default) or pad")
-    p.add_argument("--homographies", type=int, default=5, help="videos per photo, each a different clock direction")
-    p.add_argument("--directions", help="comma-separated clock directions instead, e.g. 3h,9h")
-    p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--speed", type=speed_type, default=2.5, help="motion speed (x2.5 matches real time-lapses)")
-    p.add_argument("--horizon", type=float, help="horizon height as a fraction from the top (default: from the mask)")
-    p.add_argument("--crf", type=int, default=18)
-    p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling for viewing")
+    add_animation_args(p, speed_type)
     p.add_argument("--workers", type=int, default=1, help="animating actors (one GPU each with --gpu)")
     p.add_argument("--gpu", action="store_true", help="one GPU per actor")
     p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per animating actor")

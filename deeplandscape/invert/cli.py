@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deeplandscape.config import parse_set
+from deeplandscape.config import INVERSION_METHODS, parse_set
 
 
 def cmd_train_encoder(args: argparse.Namespace) -> int:
@@ -27,23 +27,61 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_lighting(args: argparse.Namespace) -> int:
+    from deeplandscape.config import Config, apply_overrides, validate
+    from deeplandscape.invert.lighting import lighting_dir, train_lighting
+    from deeplandscape.sample import load_model
+
+    cfg = apply_overrides(Config.from_dict(load_model(args.run_dir).cfg.to_dict()), parse_set(args.overrides))
+    validate(cfg)
+    report = train_lighting(cfg, args.run_dir, "cuda" if args.gpu else "cpu", max_steps=args.max_steps)
+    print(f"done: {report}; A, keyframes.json and metrics.jsonl are in {lighting_dir(args.run_dir)}")
+    return 0
+
+
+def inversion_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """`--set`s, then `--method`, `--segmentation`, `--fit` (see `add_animation_args`)."""
+    overrides = parse_set(args.overrides)
+    for flag, key in (("method", "method"), ("segmentation", "segmentation_model"), ("fit", "fit")):
+        if getattr(args, flag):
+            overrides[f"invert.{key}"] = getattr(args, flag)
+    return overrides
+
+
+def add_animation_args(p: argparse.ArgumentParser, speed_type) -> None:
+    """Inversion and video options shared by `animate` and `animate-bucket`."""
+    p.add_argument("--method", choices=["auto", *INVERSION_METHODS],
+                   help="inversion steps (paper Fig. 3); auto: EOIFS with a mask, else EOIF")
+    p.add_argument("--inversion", help="inversion preset over the run's settings, e.g. inversion-authors")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an invert.* field, e.g. --set invert.opt_steps=200")
+    p.add_argument("--segmentation", help="TorchScript segmentation model (ADE20K classes by default), for photos "
+                                          "without X.mask.png; a path every worker can read")
+    p.add_argument("--fit", choices=["crop", "pad"], help="non-square photos: centre crop (default) or pad and "
+                                                         "crop the video back to the photo's shape")
+    p.add_argument("--homographies", type=int, default=5, help="videos per photo, each a different clock direction")
+    p.add_argument("--directions", help="comma-separated clock directions instead, e.g. 3h,9h")
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--speed", type=speed_type, default=2.5, help="motion speed (x2.5 matches real time-lapses)")
+    p.add_argument("--horizon", type=float, help="horizon height as a fraction from the top (default: from the mask)")
+    p.add_argument("--crf", type=int, default=18)
+    p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling for viewing")
+    p.add_argument("--lighting", default="none",
+                   help="none | random | day-to-night | cycle | comma-separated keyframe names (needs train-lighting)")
+    p.add_argument("--keyframes", help="your own keyframes JSON {name: [z_dyn values]} (default: RUN/lighting/keyframes.json)")
+
+
 def cmd_animate(args: argparse.Namespace) -> int:
     from deeplandscape.invert.animate_photos import animate_photos, inversion_config
     from deeplandscape.sample import VideoOutputs, load_model
 
-    overrides = parse_set(args.overrides)
-    if args.method:
-        overrides["invert.method"] = args.method
-    if args.segmentation:
-        overrides["invert.segmentation_model"] = args.segmentation
-    if args.fit:
-        overrides["invert.fit"] = args.fit
-    icfg = inversion_config(load_model(args.run_dir).cfg, args.inversion, overrides)
+    icfg = inversion_config(load_model(args.run_dir).cfg, args.inversion, inversion_overrides(args))
     outputs = VideoOutputs(fps=args.fps, crf=args.crf, scale=args.scale)
     summary = animate_photos(args.photos, args.run_dir, args.out, homographies=args.homographies, frames=args.frames,
                              directions=args.directions.split(",") if args.directions else None, speed=args.speed,
                              icfg=icfg, horizon=args.horizon, outputs=outputs,
-                             device="cuda" if args.gpu else "cpu")
+                             device="cuda" if args.gpu else "cpu", lighting=args.lighting, keyframes=args.keyframes)
     return 1 if summary["failed"] and not summary["animated"] else 0
 
 
@@ -58,26 +96,19 @@ def add_invert_parsers(sub, speed_type) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the resolved config, do nothing")
     p.set_defaults(fn=cmd_train_encoder)
 
+    p = sub.add_parser("train-lighting", help="train the lighting network A from a run's mapping network")
+    p.add_argument("--run-dir", required=True, help="trained run; A goes to RUN/lighting and resumes from there")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set invert.lighting_steps=5000 (repeatable)")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in this call (0: no limit)")
+    p.add_argument("--gpu", action="store_true", help="train on CUDA")
+    p.set_defaults(fn=cmd_train_lighting)
+
     p = sub.add_parser("animate", help="invert photos into a trained run and write their time-lapses")
     p.add_argument("photos", nargs="+", help="photos, folders or s3:// prefixes (X.mask.png next to a photo: "
                                              "its sky + water mask, 255 = dynamic)")
     p.add_argument("--run-dir", required=True, help="trained run (with RUN/encoder for the E* methods)")
     p.add_argument("--out", required=True, help="output folder or s3:// prefix: OUT/<photo>/<direction>.mp4 ...")
-    p.add_argument("--method", choices=["auto", "E", "EO", "EOI", "EOIF", "EOIFS", "MO", "I2S"],
-                   help="inversion steps (paper Fig. 3); auto: EOIFS with a mask, else EOIF")
-    p.add_argument("--inversion", help="inversion preset over the run's settings, e.g. inversion-authors")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an invert.* field, e.g. --set invert.opt_steps=200")
-    p.add_argument("--segmentation", help="TorchScript segmentation model (ADE20K classes by default)")
-    p.add_argument("--fit", choices=["crop", "pad"], help="non-square photos: centre crop (default) or pad and "
-                                                         "crop the video back to the photo's shape")
-    p.add_argument("--homographies", type=int, default=5, help="videos per photo, each a different clock direction")
-    p.add_argument("--directions", help="comma-separated clock directions instead, e.g. 3h,9h")
-    p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--speed", type=speed_type, default=2.5, help="motion speed (x2.5 matches real time-lapses)")
-    p.add_argument("--horizon", type=float, help="horizon height as a fraction from the top (default: from the mask)")
-    p.add_argument("--crf", type=int, default=18)
-    p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling for viewing")
+    add_animation_args(p, speed_type)
     p.add_argument("--gpu", action="store_true", help="run on CUDA")
     p.set_defaults(fn=cmd_animate)

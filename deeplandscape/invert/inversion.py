@@ -166,6 +166,9 @@ class Inverter:
         self.E, self.perceptual, self.log = encoder, perceptual, log or (lambda _msg: None)
         self.device = next(G.parameters()).device
         self.w_avg = w_avg if w_avg is not None else (encoder.w_avg if encoder is not None else None)
+        # Sweeps (deeplandscape/sweep/inversion.py): on_step(stage "O" | "F", step, current) after
+        # every optimiser step; current() -> (ws, S_st, S_dyn, params or None), detached.
+        self.on_step = None
 
     # --- pieces ----------------------------------------------------------------------------
     def _perceptual(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -239,6 +242,9 @@ class Inverter:
             grads = torch.autograd.grad(loss.sum(), [p for ps, _ in groups for p in ps])
             it = iter(grads)
             opt.step(loss.detach(), [[next(it) for _ in ps] for ps, _ in groups])
+            if self.on_step is not None:
+                self.on_step("O", i + 1, lambda: (ws.detach(), [s.detach() * k for s, k in zip(S_st, keep_st)],
+                                                  [s.detach() * k for s, k in zip(S_dyn, keep_dyn)], None))
             if i % 50 == 0:
                 self.log(f"  O step {i:4d}: loss {loss.mean().item():.4f}, lr x{opt.factor.mean().item():.3f}")
         return ws.detach(), [s.detach() * k for s, k in zip(S_st, keep_st)], \
@@ -256,6 +262,8 @@ class Inverter:
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
+            if self.on_step is not None:
+                self.on_step("F", i + 1, lambda: (ws, S_st, S_dyn, {n: p.detach() for n, p in params.items()}))
             if i % 50 == 0:
                 self.log(f"  F step {i:4d}: loss {loss.mean().item():.4f}")
         return {n: p.detach() for n, p in params.items()}

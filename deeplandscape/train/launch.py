@@ -43,7 +43,8 @@ def ray_worker_context(logger: str):
 
 
 def _worker_entry(loop_config: dict[str, Any]) -> None:
-    """Runs on every Ray Train worker."""
+    """Runs on every Ray Train worker. `loop_config["metrics_fn"]`, when given, is
+    `run_worker`'s hook: entries it returns join each reported metrics line (sweeps)."""
     from deeplandscape.sample import write_training_snapshot
     from deeplandscape.train.loop import run_worker
 
@@ -59,7 +60,7 @@ def _worker_entry(loop_config: dict[str, Any]) -> None:
         phase = phase_at(trainer.images_seen, cfg.train, cfg.model.resolution)
         write_training_snapshot(trainer.G_ema, phase.resolution, phase.alpha, trainer.images_seen / 1000, run_dir)
 
-    run_worker(cfg, run_dir, ctx, sample_fn=snapshot)
+    run_worker(cfg, run_dir, ctx, sample_fn=snapshot, metrics_fn=loop_config.get("metrics_fn"))
 
 
 def describe_plan(cfg: Config) -> str:
@@ -98,16 +99,21 @@ def prepare_run_dir(cfg: Config, run_dir: str) -> str:
             f"{phase.resolution} px, alpha {phase.alpha:.2f})")
 
 
-def train(cfg: Config, run_dir: str, log=print):
-    """Train with Ray Train's TorchTrainer on `scale.workers` workers; returns Ray's Result."""
+def train(cfg: Config, run_dir: str, log=print, metrics_fn=None, callbacks: list | None = None):
+    """Train with Ray Train's TorchTrainer on `scale.workers` workers; returns Ray's Result.
+
+    A sweep's trial passes `metrics_fn` (see `_worker_entry`) and `callbacks` (Ray Tune's
+    `TuneReportCallback`, which forwards every report to Tune)."""
     check_uris(cfg, run_dir)
     if not storage.is_remote(run_dir):
         run_dir = storage.resolve(run_dir)[1]
     log(prepare_run_dir(cfg, run_dir))
     log(describe_plan(cfg))
-    loop_config = {"config": cfg.to_dict(), "run_dir": run_dir}
+    loop_config = {"config": cfg.to_dict(), "run_dir": run_dir,
+                   **({"metrics_fn": metrics_fn} if metrics_fn is not None else {})}
     return run_ray_trainer(_worker_entry, loop_config, cfg, storage.join(run_dir, "ray"), name="ray-train",
-                           datasets=training_datasets(cfg))  # None unless data.source streams
+                           datasets=training_datasets(cfg),  # None unless data.source streams
+                           callbacks=callbacks)
 
 
 def check_uris(cfg: Config, run_dir: str) -> None:
@@ -130,7 +136,7 @@ def ray_storage(storage_path: str) -> dict[str, Any]:
 
 
 def run_ray_trainer(entry, loop_config: dict[str, Any], cfg: Config, storage_path: str, name: str,
-                    datasets: dict[str, Any] | None = None):
+                    datasets: dict[str, Any] | None = None, callbacks: list | None = None):
     """Run `entry(loop_config)` on `scale.workers` Ray Train workers; returns Ray's Result."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -145,7 +151,8 @@ def run_ray_trainer(entry, loop_config: dict[str, Any], cfg: Config, storage_pat
         scaling_config=ScalingConfig(num_workers=s.workers, use_gpu=s.use_gpu,
                                      resources_per_worker={"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}),
         run_config=RunConfig(name=name, **ray_storage(storage_path),
-                             failure_config=FailureConfig(max_failures=s.max_failures)),
+                             failure_config=FailureConfig(max_failures=s.max_failures),
+                             callbacks=callbacks),  # sweeps: Tune's TuneReportCallback
         datasets=datasets,
     )
     return trainer.fit()

@@ -317,9 +317,14 @@ def summarise(window: list[dict[str, Any]], seconds: float, images_before: int) 
 
 
 def run_worker(cfg: Config, run_dir: str, ctx: WorkerContext | None = None,
-               sample_fn: Callable[[Trainer, str], None] | None = None) -> Trainer:
+               sample_fn: Callable[[Trainer, str], None] | None = None,
+               metrics_fn: Callable[[Trainer, dict[str, Any]], dict[str, Any]] | None = None) -> Trainer:
     """Train until `train.total_kimg` (or `train.max_steps` steps in this call), resuming
-    from the run directory's latest checkpoint. Rank 0 alone writes to the run directory."""
+    from the run directory's latest checkpoint. Rank 0 alone writes to the run directory.
+
+    `metrics_fn(trainer, metrics)`, called on every rank at each log step, returns entries
+    added to that step's metrics before they are reported and logged (a sweep's objective).
+    """
     ctx = ctx or WorkerContext()
     t = cfg.train
     data = open_training_data(cfg)  # data.source: in memory (exact resume) or Ray Data streams
@@ -346,6 +351,8 @@ def run_worker(cfg: Config, run_dir: str, ctx: WorkerContext | None = None,
         if steps_this_run % t.log_every == 0 or done():
             metrics = summarise(window, time.perf_counter() - tick, tick_images)
             metrics = global_losses(metrics, ctx.world_size, ctx.device)
+            if metrics_fn is not None:
+                metrics.update(metrics_fn(trainer, metrics))
             window, tick, tick_images = [], time.perf_counter(), trainer.images_seen
             ctx.report(metrics)  # a barrier under Ray Train: every rank reports
             if writer is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from deeplandscape.config import TrainConfig
+from deeplandscape.config import P_PAIR_MODES, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,13 @@ def pair_probability(images_seen: int, cfg: TrainConfig, final_resolution: int) 
     """P(use D_pair this iteration).
 
     Paper 3.1: the static/pairwise split is annealed from 0.5/0.5 to 0.9/0.1 over each
-    resolution phase and then kept fixed:
-        p = start - min(1, images / anneal) * (start - end)
-    where `images` counts from the start of the current phase (or of training, when
-    `p_pair_restart_per_phase` is off).
+    resolution phase and then kept fixed. With t = min(1, images / anneal) the share of the
+    anneal done (`images` counts from the start of the current phase, or of training when
+    `p_pair_restart_per_phase` is off), p goes from start to end as `p_pair_mode` says:
+        "anneal"    p = start - t (start - end)                      (the paper's linear decay)
+        "cosine"    p = end + (start - end) (1 + cos(pi t)) / 2      (slow, fast, slow)
+        "step"      p = start while t < 1, then end                  (one drop)
+        "constant"  p = start
     """
     if cfg.p_pair_mode == "constant":
         return cfg.p_pair_start
@@ -67,5 +70,13 @@ def pair_probability(images_seen: int, cfg: TrainConfig, final_resolution: int) 
         images = phase_at(images_seen, cfg, final_resolution).images_in_phase
     else:
         images = images_seen
-    progress = 1.0 if cfg.p_pair_anneal_kimg <= 0 else min(1.0, images / (cfg.p_pair_anneal_kimg * 1000))
-    return cfg.p_pair_start - progress * (cfg.p_pair_start - cfg.p_pair_end)
+    anneal = cfg.p_pair_anneal_kimg * 1000
+    t = 1.0 if anneal <= 0 else min(1.0, images / anneal)
+    start, end = cfg.p_pair_start, cfg.p_pair_end
+    if cfg.p_pair_mode == "anneal":
+        return start - t * (start - end)
+    if cfg.p_pair_mode == "cosine":
+        return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+    if cfg.p_pair_mode == "step":
+        return start if t < 1.0 else end
+    raise ValueError(f"unknown train.p_pair_mode {cfg.p_pair_mode!r}; one of {P_PAIR_MODES}")

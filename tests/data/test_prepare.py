@@ -6,9 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import socket
 
-import boto3
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -104,34 +102,17 @@ def test_resolutions_follow_the_training_schedule():
 
 
 # --- S3 ----------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def moto_s3(monkeypatch):
+def moto_s3(moto):
     """A moto S3 server on 127.0.0.1 with a raw and a shards bucket; dummy credentials.
 
     The session's Ray started before this environment existed, so its workers do not have
     it: prepare must hand them the filesystem it resolved, as a cluster without
     AWS_ENDPOINT_URL on its nodes would need.
     """
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    for name, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    client = boto3.client("s3")
     for bucket in ("dl-raw", "dl-shards"):
-        client.create_bucket(Bucket=bucket)
-    yield client
-    server.stop()
+        moto.bucket(bucket)
+    return moto.client
 
 
 def test_prepare_from_s3_to_s3_as_jpeg(local_ray, synth_data, tmp_path, moto_s3):

@@ -8,10 +8,8 @@ the S3 endpoint and credentials in its environment, as a cluster's nodes would h
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
-import boto3
 import pytest
 
 from deeplandscape import storage
@@ -19,35 +17,17 @@ from deeplandscape.config import load_config
 from deeplandscape.train.checkpoint import list_checkpoints
 from deeplandscape.train.launch import train
 from deeplandscape.train.loop import MetricsWriter
+from tests.conftest import MOTO_KEY_ID, MOTO_SECRET
 from tests.fresh_ray import run_commands
 
 BUCKET = "dl-test-bucket"
-KEY_ID = "AKIADLTESTKEYID00042"  # dummy credentials that must never show up in outputs
-SECRET = "dl-test-secret-4f1d9c0b7e"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+KEY_ID, SECRET = MOTO_KEY_ID, MOTO_SECRET  # dummy credentials that must never show up in outputs
 
 
 @pytest.fixture
-def s3(monkeypatch):
+def s3(moto):
     """A moto S3 server with one bucket; this process's environment points at it."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": KEY_ID,
-                        "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    yield f"s3://{BUCKET}"
-    server.stop()
+    return moto.bucket(BUCKET)
 
 
 def upload(folder: Path, uri: str) -> None:
