@@ -252,19 +252,24 @@ def _clip_frames(row: dict[str, Any], source: Source, c: int, col: str) -> tuple
     return stable_id(row["path"]), list(range(len(frames))), frames
 
 
+def _clip_rows(batch: pa.Table, source: Source, c: int, col: str):
+    """(video_id, frame_index, frames) of each usable clip row; rows that the listing marked
+    bad are passed over, and a clip that fails to decode is reported and skipped."""
+    for row in batch.to_pylist():
+        if row.get("error"):
+            continue
+        try:
+            yield _clip_frames(row, source, c, col)
+        except Exception as e:  # noqa: BLE001
+            _skip(f"video {row.get('path') or row.get('video_id')}", e)
+
+
 def decode_pairs(batch: pa.Table, r: int, source: Source, c: int, col: str, repeat: int) -> dict[str, np.ndarray]:
     """Clips -> real pairs: the clip's frames in random order, taken two by two (each frame
     `repeat` times per epoch); both frames of a pair flipped alike."""
     rng = np.random.default_rng()
     vids, idx, images = [], [], []
-    for row in batch.to_pylist():
-        if row.get("error"):
-            continue
-        try:
-            video_id, frame_index, frames = _clip_frames(row, source, c, col)
-        except Exception as e:  # noqa: BLE001
-            _skip(f"video {row.get('path') or row.get('video_id')}", e)
-            continue
+    for video_id, frame_index, frames in _clip_rows(batch, source, c, col):
         frames = [_chw(_resize_square(f, r)) for f in frames]  # [3, r, r] each
         for _ in range(repeat):
             order = rng.permutation(len(frames))
@@ -285,14 +290,7 @@ def decode_crops(batch: pa.Table, r: int, source: Source, c: int, side: int, col
     rng = np.random.default_rng()
     vids, idx, boxes, images = [], [], [], []
     span = c - side
-    for row in batch.to_pylist():
-        if row.get("error"):
-            continue
-        try:
-            video_id, frame_index, frames = _clip_frames(row, source, c, col)
-        except Exception as e:  # noqa: BLE001
-            _skip(f"video {row.get('path') or row.get('video_id')}", e)
-            continue
+    for video_id, frame_index, frames in _clip_rows(batch, source, c, col):
         for f, frame in [(f, x) for f, x in zip(frame_index, frames) for _ in range(repeat)]:
             pos = rng.integers(0, span + 1, size=(2, 2))  # [crop, (top, left)]
             while (pos[0] == pos[1]).all():  # one place twice would be a perfect real pair

@@ -9,6 +9,9 @@ photo it writes
     OUT/<photo name>/compare.png                         input | reconstruction | first frame
     OUT/<photo name>/inversion.json                      method, losses, horizon, mask source
 
+With `superres` the videos are x4 (paper Fig. 5: the SR network on each frame, static parts
+from a guided filter guided by the photo read at that size; RUN/superres, train-superres).
+
 A photo that cannot be read is reported and skipped; the others go on.
 """
 
@@ -31,7 +34,7 @@ from deeplandscape.animate.warp import animate_noise
 from deeplandscape.config import Config, InvertConfig, apply_overrides, read_preset, validate_invert
 from deeplandscape.invert.inversion import METHODS, Inversion, Inverter, resolve_method, run_generator
 from deeplandscape.invert.masks import Segmenter, horizon_from_sky, sky_from_dynamic
-from deeplandscape.invert.photos import Framing, PhotoError, decode_photo, fit_square, load_mask_next_to, to_model_input
+from deeplandscape.invert.photos import Framing, PhotoError, decode_photo, frame, load_mask_next_to, to_model_input
 from deeplandscape.sample import Animation, VideoOutputs, to_uint8, upscale
 from deeplandscape.video import VideoWriter
 
@@ -49,6 +52,8 @@ class Photo:
     dynamic: np.ndarray | None  # [R, R] bool, sky + water; None when unknown
     horizon: float
     mask_source: str  # "file" | "segmentation" | "none"
+    hires: np.ndarray | None = None  # [H, H, 3] uint8: the square at the super-resolution size (--superres)
+    hires_dynamic: np.ndarray | None = None  # [H, H] bool: the mask file at that size
 
 
 class LPIPSLoss(torch.nn.Module):
@@ -89,7 +94,8 @@ class PhotoAnimator:
     """Models loaded once; `read` a photo, `invert` a batch, `render` / `write` one photo."""
 
     def __init__(self, run_dir: str, icfg: InvertConfig | None = None, device: str | torch.device = "cpu",
-                 horizon: float | None = None, log=print, lighting: str = "none", keyframes: str | None = None):
+                 horizon: float | None = None, log=print, lighting: str = "none", keyframes: str | None = None,
+                 superres: bool = False):
         from deeplandscape.invert.encoder import load_encoder, mean_w
         from deeplandscape.sample import load_model
 
@@ -109,6 +115,12 @@ class PhotoAnimator:
 
             self.A = load_lighting(run_dir, self.device)
             self.keyframes = load_keyframes(keyframes or storage.join(run_dir, "lighting", "keyframes.json"))
+        self.superres, self.hires_size = None, 0
+        if superres:  # paper Fig. 5: RUN/superres, trained by `deeplandscape train-superres`
+            from deeplandscape.superres.resolver import SuperResolver
+
+            self.superres = SuperResolver.load(run_dir, self.device)
+            self.hires_size = self.superres.output_size(self.resolution, self.resolution)[0]
         self.inverter = Inverter(self.model.G, self.resolution, self.model.alpha, self.cfg, encoder, perceptual,
                                  w_avg=None if encoder is not None else mean_w(self.model.G), log=log)
         self.lighting_path("check")  # an unknown lighting name fails here, not once per photo
@@ -118,21 +130,17 @@ class PhotoAnimator:
         """Decode and frame one photo; find its mask (file next to it, else segmentation)."""
         data = storage.read_bytes(uri) if data is None else data
         img = decode_photo(data, uri, min_side=self.resolution)
-        square, framing = fit_square(img, self.resolution, self.cfg.fit)
-        dynamic, sky, source = None, None, "none"
-        mask = load_mask_next_to(uri)
-        if mask is not None:
-            if mask.shape != img.shape[:2]:
-                raise PhotoError(f"{uri}: its mask is {mask.shape[1]}x{mask.shape[0]}, the photo "
-                                 f"{img.shape[1]}x{img.shape[0]}")
-            dynamic = fit_square(mask[..., None].astype(np.uint8) * 255, self.resolution, self.cfg.fit)[0][..., 0] > 127
+        framed = frame(uri, img, load_mask_next_to(uri), self.resolution, self.cfg.fit, self.hires_size)
+        dynamic, sky, source = framed.dynamic, None, "none"
+        if dynamic is not None:
             sky, source = sky_from_dynamic(dynamic), "file"
         elif self.segmenter is not None:
-            dynamic, sky = self.segmenter(square)
+            dynamic, sky = self.segmenter(framed.square)
             source = "segmentation"
         horizon = self.horizon if self.horizon is not None else (
             horizon_from_sky(sky, self.cfg.horizon_margin) if sky is not None else 0.5)
-        return Photo(uri, name or Path(uri.rstrip("/")).stem, square, framing, dynamic, horizon, source)
+        return Photo(uri, name or Path(uri.rstrip("/")).stem, framed.square, framed.framing, dynamic, horizon, source,
+                     framed.hires, framed.hires_dynamic)
 
     # --- inversion -------------------------------------------------------------------------
     def invert(self, photos: list[Photo]) -> Inversion:
@@ -202,7 +210,8 @@ class PhotoAnimator:
             written.append(Path(tmp) / "compare.png")
             meta = {"input": photo.uri, "method": inv.method, "losses": inv.losses, "horizon": photo.horizon,
                     "mask": photo.mask_source, "directions": directions, "frames": frames, "speed": speed,
-                    "resolution": inv.resolution, "lighting": self.lighting}
+                    "resolution": inv.resolution, "lighting": self.lighting,
+                    "superres": self.superres.checkpoint if self.superres else None}
             (Path(tmp) / "inversion.json").write_text(json.dumps(meta, indent=2))
             written.append(Path(tmp) / "inversion.json")
             keys = []
@@ -214,19 +223,44 @@ class PhotoAnimator:
 
     def _encode(self, photo: Photo, inv: Inversion, animation: Animation, frames: int, outputs: VideoOutputs,
                 path: Path) -> np.ndarray:
-        """Write one mp4 (+ poster); returns its first frame [R, R, 3] (uncropped)."""
+        """Write one mp4 (+ poster); returns its first frame [R, R, 3] (uncropped, model resolution).
+        With super-resolution the video is at `hires_size` (`outputs.scale` is for compare.png only)."""
         first = None
-        region = photo.framing.crop(np.zeros((inv.resolution * outputs.scale,) * 2 + (3,), np.uint8))
-        height, width = region.shape[:2]
+        side = self.hires_size if self.superres else inv.resolution * outputs.scale
+        height, width = photo.framing.crop(np.zeros((side, side, 1), np.uint8)).shape[:2]
+        finish = self._super_resolver(photo) if self.superres else (lambda chunk: upscale(chunk, outputs.scale))
         with VideoWriter(path, fps=outputs.fps, width=width, height=height, crf=outputs.crf) as out:
             for chunk in self.render(inv, animation, frames, lighting=self.lighting_path(photo.name)):
                 if first is None:
                     first = chunk[0]
-                shown = photo.framing.crop(upscale(chunk, outputs.scale))
+                shown = photo.framing.crop(finish(chunk))
                 out.write(np.ascontiguousarray(shown))
                 if outputs.poster and out.frames_written == len(chunk):
                     Image.fromarray(shown[0]).save(path.with_suffix(".jpg"), quality=92)
         return first
+
+    def _super_resolver(self, photo: Photo):
+        """chunk [n, R, R, 3] uint8 -> [n, H, H, 3] uint8: SR frames, and in static parts the
+        guided filter of them guided by the hi-res photo (paper Fig. 5)."""
+        if photo.hires is None:
+            raise ValueError(f"{photo.uri}: no hi-res copy of the photo for --superres (read it with this animator)")
+        photo_hr = to_model_input(photo.hires)  # [3, H, H]
+        mask = None
+        if photo.hires_dynamic is not None:  # the mask file, read at the output size
+            mask = torch.from_numpy(photo.hires_dynamic).float()[None]
+        elif photo.dynamic is not None:  # segmentation at model resolution, smoothly enlarged: a soft weight
+            mask = torch.from_numpy(photo.dynamic).float()[None, None]
+            mask = torch.nn.functional.interpolate(mask, size=photo_hr.shape[-2:], mode="bilinear",
+                                                   align_corners=False)[0]
+        else:
+            self.log(f"  {photo.name}: no sky/water mask (no .mask.png next to it, no segmentation model): its "
+                     "video is the super-resolved frames alone, without the photo's detail")
+
+        def finish(chunk: np.ndarray) -> np.ndarray:
+            lr = torch.from_numpy(chunk).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+            return to_uint8(self.superres.upscale(lr, photo_hr, mask))
+
+        return finish
 
 
 def pick_directions(name: str, count: int, explicit: list[str] | None = None) -> list[str]:
@@ -263,10 +297,10 @@ def list_photos(inputs: list[str]) -> list[str]:
 def animate_photos(inputs: list[str], run_dir: str, out: str, homographies: int = 5, frames: int = 100,
                    directions: list[str] | None = None, speed: float = 2.5, icfg: InvertConfig | None = None,
                    horizon: float | None = None, outputs: VideoOutputs = VideoOutputs(), device: str = "cpu",
-                   log=print, lighting: str = "none", keyframes: str | None = None) -> dict:
+                   log=print, lighting: str = "none", keyframes: str | None = None, superres: bool = False) -> dict:
     """`deeplandscape animate`: every photo in `inputs` -> time-lapses under `out`."""
     uris = list_photos(inputs)
-    animator = PhotoAnimator(run_dir, icfg, device, horizon, log, lighting, keyframes)
+    animator = PhotoAnimator(run_dir, icfg, device, horizon, log, lighting, keyframes, superres)
     names = _unique_names(uris)
     done, failed = [], []
     batch: list[Photo] = []

@@ -10,8 +10,8 @@ The pipeline, one row per input photo:
     CPU tasks     read the bytes, decode (`photos.decode_photo`: odd formats, EXIF rotation),
                   frame to the model's square, read the mask next to it  -> a Photo, or a failed row
     actor pool    `PhotoAnimator` loaded once per actor (one GPU each with --gpu): invert
-                  `invert.batch` photos together, render + encode each video, upload with
-                  retries, write `done.json` LAST
+                  `invert.batch` photos together, render (and super-resolve with
+                  --superres) + encode each video, upload with retries, write `done.json` LAST
     driver        the manifest, written in Parquet parts as rows arrive, and a summary
 
 Outputs mirror the input layout: `IN/a/b c.jpg` -> `OUT/a/b c/<direction>.mp4` (+ .jpg poster),
@@ -52,7 +52,7 @@ from deeplandscape import storage
 from deeplandscape.config import Config, InvertConfig
 from deeplandscape.invert.masks import horizon_from_sky, sky_from_dynamic
 from deeplandscape.invert.photos import (
-    MAX_PIXELS, Framing, PhotoError, decode_mask, decode_photo, fit_square, mask_uri_for,
+    MAX_PIXELS, Framing, PhotoError, decode_mask, decode_photo, frame, mask_uri_for,
 )
 
 RUNS_DIR = "_runs"  # OUT/_runs/<run id>/: manifests and summaries; never an output key
@@ -200,33 +200,38 @@ def _error(e: BaseException) -> str:
 
 # --- stage 1: read and decode (CPU tasks) ---------------------------------------------------
 def frame_photo(uri: str, img: np.ndarray, mask: np.ndarray | None, resolution: int, fit: str,
-                horizon: float | None, margin: float) -> dict:
-    """The model-free half of `PhotoAnimator.read`: the square the model sees, where the photo
-    is in it, the dynamic mask from the file next to it and the horizon. Segmentation (a
-    model) is left to the actor."""
-    square, framing = fit_square(img, resolution, fit)  # [R, R, 3] uint8
+                horizon: float | None, margin: float, hires_size: int = 0) -> dict:
+    """The model-free half of `PhotoAnimator.read` as columns: the square the model sees, where
+    the photo is in it, the dynamic mask from the file next to it, the horizon and (with
+    `hires_size`) the square for super-resolution. Segmentation (a model) is left to the actor."""
+    framed = frame(uri, img, mask, resolution, fit, hires_size)
     dynamic = np.zeros((resolution, resolution), np.uint8)
     source, sky = "none", None
-    if mask is not None:
-        if mask.shape != img.shape[:2]:
-            raise PhotoError(f"{uri}: its mask is {mask.shape[1]}x{mask.shape[0]}, the photo "
-                             f"{img.shape[1]}x{img.shape[0]}")
-        fitted = fit_square(mask[..., None].astype(np.uint8) * 255, resolution, fit)[0][..., 0] > 127
-        dynamic, sky, source = fitted.astype(np.uint8), sky_from_dynamic(fitted), "file"
+    if framed.dynamic is not None:
+        dynamic, sky, source = framed.dynamic.astype(np.uint8), sky_from_dynamic(framed.dynamic), "file"
     if horizon is None:
         horizon = horizon_from_sky(sky, margin) if sky is not None else 0.5
-    return {"square": square, "dynamic": dynamic, "mask_source": source, "horizon": float(horizon),
-            "framing": np.array([framing.top, framing.left, framing.height, framing.width], np.float64)}
+    f = framed.framing
+    out = {"square": framed.square, "dynamic": dynamic, "mask_source": source, "horizon": float(horizon),
+           "framing": np.array([f.top, f.left, f.height, f.width], np.float64)}
+    if hires_size:
+        out["hires"] = framed.hires
+        out["hires_dynamic"] = (framed.hires_dynamic if framed.hires_dynamic is not None
+                                else np.zeros((hires_size, hires_size), bool)).astype(np.uint8)
+    return out
 
 
 def read_and_decode(row: dict, resolution: int, fit: str, horizon: float | None, margin: float,
-                    retry: dict) -> dict:
+                    retry: dict, hires_size: int = 0) -> dict:
     """Ray Data `map`: {input, key} -> the framed photo, or a failed row (never raises)."""
     uri, key, again = row["input"], row["key"], Retry(**retry)
     out = {"input": uri, "key": key, "status": "todo", "reason": "", "read_s": math.nan, "decode_s": math.nan,
            "square": np.zeros((resolution, resolution, 3), np.uint8),
            "dynamic": np.zeros((resolution, resolution), np.uint8), "mask_source": "none", "horizon": 0.5,
            "framing": np.array([0.0, 0.0, 1.0, 1.0])}
+    if hires_size:  # every row has every column, with one shape
+        out["hires"] = np.zeros((hires_size, hires_size, 3), np.uint8)
+        out["hires_dynamic"] = np.zeros((hires_size, hires_size), np.uint8)
     try:
         start = time.perf_counter()
         data = again(storage.read_bytes, uri, what=f"read {uri}")
@@ -236,7 +241,7 @@ def read_and_decode(row: dict, resolution: int, fit: str, horizon: float | None,
         out["read_s"], start = time.perf_counter() - start, time.perf_counter()
         img = decode_photo(data, uri, min_side=resolution)  # [H, W, 3] uint8, upright
         mask = decode_mask(mask_data, mask_uri) if mask_data is not None else None
-        out.update(frame_photo(uri, img, mask, resolution, fit, horizon, margin))
+        out.update(frame_photo(uri, img, mask, resolution, fit, horizon, margin, hires_size))
         out["decode_s"] = time.perf_counter() - start
     except FileNotFoundError:
         out.update(status="failed", reason=f"{uri}: no longer exists (deleted after the listing)")
@@ -258,7 +263,7 @@ class BucketAnimator:
 
     def __init__(self, run_dir: str, icfg: dict, out_prefix: str, homographies: int, directions: list[str] | None,
                  frames: int, speed: float, horizon: float | None, outputs: dict, retry: dict, run_id: str,
-                 use_gpu: bool, lighting: str = "none", keyframes: str | None = None):
+                 use_gpu: bool, lighting: str = "none", keyframes: str | None = None, superres: bool = False):
         import torch
 
         from deeplandscape.invert.animate_photos import PhotoAnimator
@@ -266,7 +271,7 @@ class BucketAnimator:
 
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.animator = PhotoAnimator(run_dir, InvertConfig(**icfg), device, horizon, log=lambda _msg: None,
-                                      lighting=lighting, keyframes=keyframes)
+                                      lighting=lighting, keyframes=keyframes, superres=superres)
         self.out_prefix, self.homographies, self.directions = out_prefix, homographies, directions
         self.frames, self.speed, self.horizon = frames, speed, horizon
         self.outputs, self.retry, self.run_id = VideoOutputs(**outputs), Retry(**retry), run_id
@@ -300,8 +305,10 @@ class BucketAnimator:
             source = "segmentation"
             horizon = self.horizon if self.horizon is not None else horizon_from_sky(sky, self.animator.cfg.horizon_margin)
         top, left, height, width = batch["framing"][i].tolist()
+        hires = batch["hires"][i] if "hires" in batch else None
+        hires_dynamic = batch["hires_dynamic"][i].astype(bool) if hires is not None and source == "file" else None
         return Photo(str(batch["input"][i]), str(batch["key"][i]), square, Framing(top, left, height, width),
-                     dynamic, horizon, source)
+                     dynamic, horizon, source, hires, hires_dynamic)
 
     def _animate(self, photos: dict, rows: list[dict]) -> None:
         """Invert the batch together, then finish each photo on its own (errors stay per photo)."""
@@ -342,6 +349,7 @@ class BucketAnimator:
                 keys.append(key)
         done = {"input": photo.uri, "key": photo.name, "run_id": self.run_id, "method": inv.method,
                 "directions": directions, "frames": self.frames, "lighting": self.animator.lighting,
+                "superres": result["superres"],
                 "outputs": keys, "psnr_db": psnr, "l1": l1,
                 "lpips": lpips, "finished_at": _now_iso()}
         done_key = storage.join(out_dir, DONE)
@@ -388,6 +396,7 @@ class BucketJob:
     horizon: float | None = None  # fraction from the top; default: from the mask
     lighting: str = "none"  # none | random | day-to-night | cycle | keyframe names (RUN/lighting, train-lighting)
     keyframes: str | None = None  # a JSON file of {name: [z_dyn]} instead of RUN/lighting/keyframes.json
+    superres: bool = False  # x4 super-resolution + guided-filter blend (RUN/superres, train-superres)
     outputs: dict = field(default_factory=dict)  # VideoOutputs fields (fps, crf, scale, poster)
     workers: int = 1  # actors in the pool (one GPU each with gpu)
     gpu: bool = False
@@ -435,6 +444,10 @@ def animate_bucket(job: BucketJob, icfg: InvertConfig, log=print) -> dict:
                               keyframes=job.keyframes and local(job.keyframes))
     if job.lighting != "none":  # fail now, not once per actor
         check_lighting(job.run_dir, job.lighting, job.keyframes)
+    if job.superres:  # the same: a missing SR network fails here
+        from deeplandscape.superres.resolver import output_side
+
+        output_side(job.run_dir, 1)
     retry = Retry(**job.retry)
     started, t0 = _now_iso(), time.perf_counter()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
@@ -457,7 +470,12 @@ def animate_bucket(job: BucketJob, icfg: InvertConfig, log=print) -> dict:
     t_pipeline = time.perf_counter()
     if todo:
         _, resolution = model_settings(job.run_dir)  # the square the CPU stage frames photos to
-        for batch in _pipeline(job, icfg, resolution, todo, run_id).iter_batches(batch_size=None,
+        hires_size = 0
+        if job.superres:
+            from deeplandscape.superres.resolver import output_side
+
+            hires_size = output_side(job.run_dir, resolution)
+        for batch in _pipeline(job, icfg, resolution, hires_size, todo, run_id).iter_batches(batch_size=None,
                                                                                  batch_format="numpy"):
             manifest.add(_rows(batch))
     pipeline_s = time.perf_counter() - t_pipeline
@@ -471,7 +489,8 @@ def animate_bucket(job: BucketJob, icfg: InvertConfig, log=print) -> dict:
     return summary
 
 
-def _pipeline(job: BucketJob, icfg: InvertConfig, resolution: int, todo: list[tuple[str, str]], run_id: str):
+def _pipeline(job: BucketJob, icfg: InvertConfig, resolution: int, hires_size: int, todo: list[tuple[str, str]],
+              run_id: str):
     """The Ray Data plan: rows {input, key} -> CPU decode tasks -> the animating actor pool."""
     import ray
 
@@ -486,14 +505,16 @@ def _pipeline(job: BucketJob, icfg: InvertConfig, resolution: int, todo: list[tu
     # decoded at once on a node, and (the remote args differing) keeps Ray Data from fusing the
     # decode into the animating actors, whose time belongs to the GPU.
     ds = ds.map(read_and_decode, fn_kwargs=dict(resolution=resolution, fit=icfg.fit, horizon=job.horizon,
-                                                margin=icfg.horizon_margin, retry=job.retry),
+                                                margin=icfg.horizon_margin, retry=job.retry,
+                                                hires_size=hires_size),
                 num_cpus=1, memory=DECODE_MEMORY)
     return ds.map_batches(
         BucketAnimator,
         fn_constructor_kwargs=dict(run_dir=job.run_dir, icfg=dataclasses.asdict(icfg), out_prefix=job.out_prefix,
                                    homographies=job.homographies, directions=job.directions, frames=job.frames,
                                    speed=job.speed, horizon=job.horizon, outputs=job.outputs, retry=job.retry,
-                                   run_id=run_id, use_gpu=job.gpu, lighting=job.lighting, keyframes=job.keyframes),
+                                   run_id=run_id, use_gpu=job.gpu, lighting=job.lighting, keyframes=job.keyframes,
+                                   superres=job.superres),
         batch_size=icfg.batch,  # photos inverted together (an integer: a GPU stage needs one)
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=job.workers),

@@ -23,7 +23,7 @@ def cmd_animate_bucket(args: argparse.Namespace) -> int:
     pick_directions("check", args.homographies, directions)  # bad values fail now, not per photo
     job = BucketJob(args.in_prefix, args.out_prefix, args.run_dir, manifest=args.manifest,
                     homographies=args.homographies, directions=directions, frames=args.frames, speed=args.speed,
-                    horizon=args.horizon, lighting=args.lighting, keyframes=args.keyframes,
+                    horizon=args.horizon, lighting=args.lighting, keyframes=args.keyframes, superres=args.superres,
                     outputs=dict(fps=args.fps, crf=args.crf, scale=args.scale),
                     workers=args.workers, gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,
                     retry=dataclasses.asdict(Retry(args.retries, args.retry_wait)))

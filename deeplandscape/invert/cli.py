@@ -70,6 +70,9 @@ def add_animation_args(p: argparse.ArgumentParser, speed_type) -> None:
     p.add_argument("--lighting", default="none",
                    help="none | random | day-to-night | cycle | comma-separated keyframe names (needs train-lighting)")
     p.add_argument("--keyframes", help="your own keyframes JSON {name: [z_dyn values]} (default: RUN/lighting/keyframes.json)")
+    p.add_argument("--superres", action="store_true",
+                   help="x4 super-resolved videos (up to superres.max_size px), static parts guided by the photo "
+                        "(needs train-superres); --scale then applies to compare.png only")
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
@@ -81,7 +84,8 @@ def cmd_animate(args: argparse.Namespace) -> int:
     summary = animate_photos(args.photos, args.run_dir, args.out, homographies=args.homographies, frames=args.frames,
                              directions=args.directions.split(",") if args.directions else None, speed=args.speed,
                              icfg=icfg, horizon=args.horizon, outputs=outputs,
-                             device="cuda" if args.gpu else "cpu", lighting=args.lighting, keyframes=args.keyframes)
+                             device="cuda" if args.gpu else "cpu", lighting=args.lighting, keyframes=args.keyframes,
+                             superres=args.superres)
     return 1 if summary["failed"] and not summary["animated"] else 0
 
 

@@ -24,7 +24,7 @@ from deeplandscape import storage
 from deeplandscape.config import Config
 from deeplandscape.invert.masks import IMAGENET_MEAN, IMAGENET_STD
 from deeplandscape.nets.generator import Generator, level_of
-from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint, resume_latest, save_checkpoint
 from deeplandscape.train.latents import generate, latents_ws, sample_latents, step_generator
 from deeplandscape.train.loop import MetricsWriter, WorkerContext, all_reduce_gradients
 
@@ -156,12 +156,8 @@ def run_encoder_worker(cfg: Config, run_dir: str, ctx: WorkerContext | None = No
     model = load_model(run_dir, ctx.device)
     out_dir = encoder_dir(run_dir)
     trainer = EncoderTrainer(cfg, model.G, model.resolution, model.alpha, ctx)
-    ckpt = latest_checkpoint(out_dir)
-    if ckpt is not None:
-        trainer.load_state_dict(load_checkpoint(ckpt.uri, map_location=ctx.device)[2])
-        if ctx.rank == 0:
-            ctx.log(f"encoder: resumed from {ckpt.uri} (step {ckpt.step})")
-    elif ctx.rank == 0:
+    if resume_latest(out_dir, trainer, ctx.device, ctx.log if ctx.rank == 0 else None, "encoder") is None \
+            and ctx.rank == 0:
         ctx.log(f"encoder: {cfg.invert.encoder_backbone} on {model.resolution} px samples of {model.checkpoint}")
     iv = cfg.invert
     writer = MetricsWriter(out_dir, trainer.step) if ctx.rank == 0 else None

@@ -159,6 +159,9 @@ def train_lighting(cfg: Config, run_dir: str, device: str | torch.device = "cpu"
     writer = MetricsWriter(out, step)
     window, tick, steps_here = [], time.perf_counter(), 0
     converged = stale >= iv.lighting_patience
+    if converged:
+        log(f"lighting: already converged ({stale} loss windows without a 1% gain, patience "
+            f"{iv.lighting_patience}); to train on, raise it: --set invert.lighting_patience=N")
 
     def save() -> None:
         state = {"A": A.state_dict(), "opt": opt.state_dict(), "counters": torch.tensor([step, stale]),

@@ -109,6 +109,35 @@ def fit_square(img: np.ndarray, size: int, fit: str = "crop") -> tuple[np.ndarra
     return (out[..., None] if out.ndim == 2 else out), framing
 
 
+@dataclass
+class Framed:
+    """A decoded photo made ready for the model (no model needed): see `frame`."""
+
+    square: np.ndarray  # [R, R, 3] uint8, what the model reconstructs
+    framing: Framing  # where the photo is in the square
+    dynamic: np.ndarray | None  # [R, R] bool, sky + water from the mask file; None without one
+    hires: np.ndarray | None  # [H, H, 3] uint8, the same square at the super-resolution size; None if not asked
+    hires_dynamic: np.ndarray | None  # [H, H] bool, the mask file at that size; None without either
+
+
+def frame(uri: str, img: np.ndarray, mask: np.ndarray | None, resolution: int, fit: str,
+          hires_size: int = 0) -> Framed:
+    """`img` [H, W, 3] uint8 and its mask [H, W] bool (or None) -> the model's square, its
+    dynamic mask and, with `hires_size`, the same square (and mask) at that side for super-resolution."""
+    square, framing = fit_square(img, resolution, fit)
+    dynamic = hires_dynamic = None
+    if mask is not None:
+        if mask.shape != img.shape[:2]:
+            raise PhotoError(f"{uri}: its mask is {mask.shape[1]}x{mask.shape[0]}, the photo "
+                             f"{img.shape[1]}x{img.shape[0]}")
+        mask8 = mask[..., None].astype(np.uint8) * 255
+        dynamic = fit_square(mask8, resolution, fit)[0][..., 0] > 127
+        if hires_size:
+            hires_dynamic = fit_square(mask8, hires_size, fit)[0][..., 0] > 127
+    hires = fit_square(img, hires_size, fit)[0] if hires_size else None
+    return Framed(square, framing, dynamic, hires, hires_dynamic)
+
+
 def mask_uri_for(uri: str) -> str:
     """The mask next to a photo: same name, `.mask.png` suffix (255 = dynamic: sky, water)."""
     stem = uri.rsplit(".", 1)[0] if "." in uri.rsplit("/", 1)[-1] else uri

@@ -13,15 +13,41 @@ time, under bf16 autocast on CUDA; call `upscale` once per chunk of a long video
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass
 
 import torch
 
+from deeplandscape import storage
 from deeplandscape.config import SuperResConfig
 from deeplandscape.superres.blend import guided_blend, guided_filter_params, resize_to
 from deeplandscape.superres.nets import SCALE, RRDBNet
 from deeplandscape.superres.pairs import superres_dir
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint
+
+
+def _latest(run_dir: str):
+    ckpt = latest_checkpoint(superres_dir(run_dir))
+    if ckpt is None:
+        raise FileNotFoundError(f"no super-resolution checkpoint under {superres_dir(run_dir)}/checkpoints "
+                                f"(a step-N/ folder with config.json and state.pt): train one with "
+                                f"`deeplandscape train-superres --run-dir {run_dir} --videos VIDEOS`")
+    return ckpt
+
+
+def output_size(h: int, w: int, max_size: int) -> tuple[int, int]:
+    """(H, W) of super-resolved frames of h x w: 4x, shrunk to fit `max_size`."""
+    H, W = SCALE * h, SCALE * w
+    shrink = min(1.0, max_size / max(H, W))
+    return max(1, round(H * shrink)), max(1, round(W * shrink))
+
+
+def output_side(run_dir: str, resolution: int) -> int:
+    """The side of a super-resolved square frame of `resolution` px with the run's latest SR
+    checkpoint, read from its config.json (no weights loaded: for a job's driver)."""
+    meta = json.loads(storage.read_text(storage.join(_latest(run_dir).uri, "config.json")))
+    max_size = int(meta.get("superres", {}).get("max_size", SuperResConfig.max_size))
+    return output_size(resolution, resolution, max_size)[0]
 
 
 @dataclass
@@ -35,11 +61,7 @@ class SuperResolver:
     @classmethod
     def load(cls, run_dir: str, device: torch.device | str = "cpu") -> "SuperResolver":
         """The latest SR checkpoint of a run (RUN/superres/checkpoints)."""
-        ckpt = latest_checkpoint(superres_dir(run_dir))
-        if ckpt is None:
-            raise FileNotFoundError(f"no super-resolution checkpoint under {superres_dir(run_dir)}/checkpoints "
-                                    f"(a step-N/ folder with config.json and state.pt): train one with "
-                                    f"`deeplandscape train-superres --run-dir {run_dir} --videos VIDEOS`")
+        ckpt = _latest(run_dir)
         device = torch.device(device)
         cfg, _, state = load_checkpoint(ckpt.uri, map_location=device)  # torch.load(weights_only=True)
         net = RRDBNet(cfg.superres.nf, cfg.superres.nb, cfg.superres.gc).to(device)
@@ -48,9 +70,7 @@ class SuperResolver:
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         """(H, W) of the result for frames of h x w: 4x, shrunk to fit max_size."""
-        H, W = SCALE * h, SCALE * w
-        shrink = min(1.0, self.cfg.max_size / max(H, W))
-        return max(1, round(H * shrink)), max(1, round(W * shrink))
+        return output_size(h, w, self.cfg.max_size)
 
     def _autocast(self):
         use = self.device.type == "cuda" if self.amp is None else self.amp

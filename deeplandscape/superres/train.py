@@ -33,7 +33,7 @@ from deeplandscape.superres.nets import (SCALE, Discriminator, RRDBNet, VGGFeatu
                                          psnr)
 from deeplandscape.superres.pairs import (PAIR_METHODS, PairSet, PairSettings, build_pairs, check_settings,
                                           list_videos, superres_dir)
-from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from deeplandscape.train.checkpoint import latest_checkpoint, resume_latest, save_checkpoint
 from deeplandscape.train.latents import step_generator
 from deeplandscape.train.loop import MetricsWriter, WorkerContext, all_reduce_gradients
 
@@ -239,12 +239,8 @@ def run_superres_worker(cfg: Config, run_dir: str, videos: list[str], ctx: Worke
         ctx.log(f"superres: {built}{len(pairs)} pairs ({pairs.lo.shape[-1]} -> {pairs.hi.shape[-1]} px) "
                 f"from {len(videos)} video(s)")
     trainer = SRTrainer(cfg, pairs, ctx, log=ctx.log)
-    ckpt = latest_checkpoint(out_dir)
-    if ckpt is not None:
-        trainer.load_state_dict(load_checkpoint(ckpt.uri, map_location=ctx.device)[2])
-        if ctx.rank == 0:
-            ctx.log(f"superres: resumed from {ckpt.uri} (step {ckpt.step})")
-    elif ctx.rank == 0:
+    if resume_latest(out_dir, trainer, ctx.device, ctx.log if ctx.rank == 0 else None, "superres") is None \
+            and ctx.rank == 0:
         ctx.log(f"superres: new RRDBNet (nf {sr.nf}, {sr.nb} RRDBs, gc {sr.gc}): {sr.psnr_steps} L1 steps, "
                 f"then {sr.gan_steps} GAN steps; batch {sr.batch}, hi-res patch {sr.hr_patch} px")
     writer = MetricsWriter(out_dir, trainer.step) if ctx.rank == 0 else None

@@ -72,3 +72,14 @@ def load_checkpoint(uri: str, map_location: str | torch.device = "cpu") -> tuple
     progress = meta.pop("progress")
     state = storage.load_tensors(storage.join(uri, "state.pt"), map_location=map_location)
     return Config.from_dict(meta), progress, state
+
+
+def resume_latest(run_dir: str, target, device: str | torch.device, log=None, what: str = "") -> CheckpointInfo | None:
+    """Load the state of `run_dir`'s latest checkpoint into `target` (its `load_state_dict`) and
+    say so through `log`; None (nothing loaded) when the run has no checkpoint yet."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        target.load_state_dict(load_checkpoint(ckpt.uri, map_location=device)[2])
+        if log is not None:
+            log(f"{what}: resumed from {ckpt.uri} (step {ckpt.step})")
+    return ckpt

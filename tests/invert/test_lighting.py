@@ -48,8 +48,9 @@ def test_a_reproduces_the_mapping_network(lit_run):
 def test_training_resumes_and_keyframes_are_ordered_by_brightness(lit_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(lit_run, run)
+    # A high patience: the 1200 steps may have converged already, and a converged A is left as it is.
     assert main(["train-lighting", "--run-dir", str(run), "--max-steps", "20",
-                 "--set", "invert.lighting_log_every=10"]) == 0
+                 "--set", "invert.lighting_log_every=10", "--set", "invert.lighting_patience=1000"]) == 0
     assert latest_checkpoint(str(run / "lighting")).step == LIGHTING_STEPS + 20
     keyframes = load_keyframes(str(run / "lighting" / "keyframes.json"))
     raw = json.loads((run / "lighting" / "keyframes.json").read_text())
@@ -113,3 +114,20 @@ def test_animating_with_lighting_before_training_a_says_what_to_run(tiny_run, tm
     assert main(["animate", str(synth_data / "photos" / "00001.png"), "--run-dir", str(tiny_run), "--out",
                  str(tmp_path / "o"), "--lighting", "day-to-night"]) == 2
     assert f"deeplandscape train-lighting --run-dir {tiny_run}" in capsys.readouterr().err
+
+
+def test_the_bucket_job_changes_the_light_too(lit_run, synth_data, tmp_path, local_ray):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for suffix in (".png", ".mask.png"):  # the photo of the monotonic test above
+        shutil.copy(synth_data / "photos" / f"00003{suffix}", src / f"00003{suffix}")
+    common = ["animate-bucket", str(src), str(out), "--run-dir", str(lit_run), "--homographies", "1", "--frames", "9",
+              "--speed", "0", "--set", "invert.opt_steps=5", "--set", "invert.finetune_steps=5"]
+    assert main(common + ["--lighting", "day-to-night"]) == 0
+    done = json.loads((out / "00003" / "done.json").read_text())
+    assert done["lighting"] == "day-to-night"
+    frames, _ = read_video(next((out / "00003").glob("*.mp4")))
+    luma = (frames.astype(np.float64) @ [0.299, 0.587, 0.114]).mean(axis=(1, 2))
+    assert frames.shape[0] == 9 and luma[0] - luma[-1] > 2.0, luma  # night is darker than the photo's day
+    assert main(common[:2] + [str(tmp_path / "out2")] + common[3:] + ["--lighting", "noon"]) == 2  # checked up front
+    assert not (tmp_path / "out2").exists()
