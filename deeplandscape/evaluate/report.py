@@ -35,7 +35,7 @@ class Section:
     body: str  # HTML
 
 
-def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     """Round tick values covering [lo, hi]."""
     if not math.isfinite(lo) or not math.isfinite(hi):
         return []
@@ -78,10 +78,10 @@ class _Axes:
                f'<text x="{(_LEFT + _W - _RIGHT) / 2}" y="{_H - 6}" text-anchor="middle">{html.escape(xlabel)}</text>',
                f'<text x="14" y="{(_TOP + _H - _BOTTOM) / 2}" text-anchor="middle" '
                f'transform="rotate(-90 14 {(_TOP + _H - _BOTTOM) / 2})">{html.escape(ylabel)}</text>']
-        for t in _ticks(self.x0, self.x1):
+        for t in nice_ticks(self.x0, self.x1):
             u, _ = self.px(t, 10 ** self.y0 if self.log_y else self.y0)
             out.append(f'<text x="{u:.1f}" y="{_H - _BOTTOM + 14}" text-anchor="middle">{_fmt(t)}</text>')
-        yticks = _ticks(self.y0, self.y1)
+        yticks = nice_ticks(self.y0, self.y1)
         if self.log_y:  # decades only
             yticks = [float(t) for t in range(math.ceil(self.y0), math.floor(self.y1) + 1)]
         for t in yticks:
