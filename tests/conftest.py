@@ -64,6 +64,33 @@ def tiny_run(synth_data, tmp_path_factory):
     return run_dir
 
 
+# --- stand-in pretrained weights ----------------------------------------------------------------
+# The published files cannot be downloaded here. The stand-ins have the real keys and shapes, so
+# every loading and feature path runs; their values compare our code with itself or with
+# pytorch-fid, not with the papers' figures.
+@pytest.fixture(scope="session")
+def stand_in_cache(tmp_path_factory):
+    """One weight cache folder for the session; fixtures below add files to it."""
+    return tmp_path_factory.mktemp("stand-in-weights")
+
+
+@pytest.fixture(scope="session")
+def image_stand_ins(stand_in_cache):
+    """Inception (FID) and VGG16 (LPIPS) stand-ins in the cache (~150 MB, a few seconds)."""
+    from deeplandscape.evaluate.stand_ins import write_stand_in_weights
+
+    write_stand_in_weights(stand_in_cache, ("inception", "vgg16"), seed=0)
+    return stand_in_cache
+
+
+@pytest.fixture
+def eval_env(stand_in_cache, tmp_path, monkeypatch):
+    """$DEEPLANDSCAPE_WEIGHTS on the stand-in cache and a fresh, empty statistics cache."""
+    monkeypatch.setenv("DEEPLANDSCAPE_WEIGHTS", str(stand_in_cache))
+    monkeypatch.setenv("DEEPLANDSCAPE_STATS_CACHE", str(tmp_path / "stats-cache"))
+    return stand_in_cache
+
+
 # --- S3: a real moto server on 127.0.0.1 ---------------------------------------------------------
 MOTO_KEY_ID = "AKIADLTESTKEYID00042"  # dummy credentials that must never show up in outputs
 MOTO_SECRET = "dl-test-secret-4f1d9c0b7e"

@@ -1,9 +1,5 @@
-"""Shared by the evaluation tests: stand-in weight files in a temporary cache, an I3D stand-in.
-
-The real pretrained files cannot be downloaded here. The stand-ins have the real keys and
-shapes (Inception, VGG16) or the real call signature and output shape (I3D), so every code
-path runs; the values compare our code with itself or with pytorch-fid, not with papers.
-"""
+"""Shared by the evaluation tests: an I3D stand-in with the real call signature and output
+shape, added to the session's stand-in weight cache (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from deeplandscape.evaluate import weights
-from deeplandscape.evaluate.stand_ins import write_stand_in_weights
 
 
 class I3DStandIn(torch.nn.Module):
@@ -39,23 +34,13 @@ def write_i3d_stand_in(path) -> None:
 
 
 @pytest.fixture(scope="session")
-def stand_in_weights(tmp_path_factory):
-    """A weight cache holding the I3D stand-in (see `image_stand_ins` for the image networks)."""
-    folder = tmp_path_factory.mktemp("eval-weights")
-    write_i3d_stand_in(folder / weights.REGISTRY["i3d"].filename)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def image_stand_ins(stand_in_weights):
-    """The same cache with Inception and VGG16 stand-ins added (slower to write: ~150 MB)."""
-    write_stand_in_weights(stand_in_weights, ("inception", "vgg16"), seed=0)
-    return stand_in_weights
+def i3d_stand_in(stand_in_cache):
+    """The I3D stand-in in the session's weight cache (tests/conftest.py has the image networks)."""
+    write_i3d_stand_in(stand_in_cache / weights.REGISTRY["i3d"].filename)
+    return stand_in_cache
 
 
 @pytest.fixture
-def eval_env(stand_in_weights, tmp_path, monkeypatch):
-    """$DEEPLANDSCAPE_WEIGHTS on the stand-ins and a fresh, empty statistics cache."""
-    monkeypatch.setenv("DEEPLANDSCAPE_WEIGHTS", str(stand_in_weights))
-    monkeypatch.setenv("DEEPLANDSCAPE_STATS_CACHE", str(tmp_path / "stats-cache"))
-    return stand_in_weights
+def eval_env(eval_env, i3d_stand_in):
+    """The shared `eval_env`, with I3D in its cache too."""
+    return eval_env

@@ -24,7 +24,8 @@ from deeplandscape.evaluate.stats import FeatureStats
 from deeplandscape.nets.generator import Generator
 from deeplandscape.config import load_config
 from deeplandscape.train.loop import WorkerContext, run_worker
-from tests.conftest import tiny_config
+from tests.conftest import MOTO_SECRET, tiny_config
+from tests.fresh_ray import run_commands
 
 
 def _write_pngs(folder, count, seed, brightness, size=32):
@@ -102,6 +103,27 @@ def test_evaluate_fid_cli_equals_the_library_and_caches(local_ray, eval_env, ima
     # Saved statistics stand in for a folder.
     assert main(["evaluate", "fid", str(tmp_path / "stats" / "a.npz"), str(b), "--out", str(out)]) == 0
     assert _metrics(out)["value"] == pytest.approx(m["value"], rel=1e-12)
+
+
+def test_evaluate_fid_reads_and_writes_s3(moto, eval_env, image_stand_ins, tmp_path):
+    """Both collections in a bucket (a moto server) and the statistics saved back to it, in a
+    child process whose Ray workers have the endpoint; the value is pytorch-fid's on the same files."""
+    a = _write_pngs(tmp_path / "a", 4, seed=2, brightness=0.5)
+    b = _write_pngs(tmp_path / "b", 3, seed=3, brightness=0.8)
+    bucket = moto.bucket("eval")
+    for folder in (a, b):
+        for png in folder.iterdir():
+            moto.client.upload_file(str(png), "eval", f"sets/{folder.name}/{png.name}")
+    out = tmp_path / "out"
+    done = run_commands([["evaluate", "fid", f"{bucket}/sets/a", f"{bucket}/sets/b", "--out", str(out),
+                          "--workers", "1", "--batch-size", "4", "--save-stats", f"{bucket}/stats"]])
+    assert done.returncode == 0, done.stdout[-3000:]
+    m = _metrics(out)
+    assert (m["a"]["files"], m["b"]["files"]) == (4, 3)
+    assert m["value"] == pytest.approx(fid_from_folders(a, b), rel=1e-5)
+    saved = load_stats_file(f"{bucket}/stats/a.npz")
+    assert isinstance(saved, FeatureStats) and saved.n == 4
+    assert MOTO_SECRET not in done.stdout and MOTO_SECRET not in (out / "metrics.json").read_text()
 
 
 def test_missing_weights_is_a_clear_cli_error(tmp_path, monkeypatch, capsys):
