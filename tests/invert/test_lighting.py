@@ -20,6 +20,11 @@ from deeplandscape.video import read_video
 # measured |A(w_a, z_b, 1) - w_b| = 0.88 |w_b - w_a| and a cosine of 0.46 between A's move and
 # the true one (1.0 and 0 would be "does not move"). A is far from exact here: even a linear
 # map given the true z_dyn_a only reaches 0.80 on a random 4-layer M; see lighting.py.
+# Why: M is close to singular. The singular values of its Jacobian at a random z fall from
+# about 1 to 1e-4 over the 64 directions (6 of them below 1e-8), so w_a hardly tells z_st in
+# most directions, and M(z_st, z_b) depends on them. Longer training helps little: 6000 steps of
+# a 256-wide A gave 0.81; an A built around M itself (a learned inverse z(w_a), offset
+# M(z_st, mix) - M(z)) gave 0.89 after 1500 steps (2026-12-03, /tmp experiments, not kept).
 LIGHTING_STEPS = 1200
 TARGET_ERROR = 0.95  # |A(w_a, z_b, 1) - w_b| / |w_b - w_a|
 DIRECTION_COSINE = 0.3  # cos(A(w_a, z_b, 1) - w_a, w_b - w_a)
