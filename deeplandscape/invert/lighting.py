@@ -1,6 +1,8 @@
 """Lighting change for inverted photos: the network A (paper 3.2, "Lighting manipulation").
 
-Inversion gives styles W, not z, and M cannot be inverted, so A learns M's local dynamics:
+Inversion gives styles W, not z, and M cannot be inverted in practice (its layers multiply to a
+condition number far beyond float32; see tests/invert/test_lighting.py), so A learns M's local
+dynamics:
 
     A(w_a, z_dyn_b, c) ~ M(z_st_a, sqrt(1 - c) z_dyn_a + sqrt(c) z_dyn_b),   c ~ U(0, 1)
 
@@ -30,7 +32,7 @@ from torch import nn
 
 from deeplandscape import storage
 from deeplandscape.config import Config
-from deeplandscape.nets.generator import Generator
+from deeplandscape.nets.generator import MAPPING_SLOPE, Generator
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from deeplandscape.train.latents import step_generator
 
@@ -54,10 +56,14 @@ class ResidualBlock(nn.Module):
 class LightingNet(nn.Module):
     """A: (w_a [B, w], z_dyn_b [B, z_dyn], c [B]) -> w [B, w].
 
-    w is standardised with M's output statistics (`set_w_stats`, kept in the state dict) on
-    the way in and the predicted offset scaled back on the way out: M's outputs are small
-    (per-dimension std about 0.2 in a fresh M), which otherwise starves the first layer. The
-    offset is gated by sqrt(c), so c = 0 gives w_a back exactly."""
+    A reads M's last pre-activation h = LeakyReLU^-1(w_a) rather than w_a: M ends in a
+    LeakyReLU, and its kink hides how z_dyn enters. On a one-layer M, z_dyn is an exact linear
+    function of h but only 61% (R^2) of one of w; reading h took A from 0.54 to 0.40 of the
+    displacement after the same 3000 steps (tests/invert/test_lighting.py). h is standardised
+    with the statistics of M's outputs (`set_w_stats`, kept in the state dict) and the
+    predicted offset scaled back with w's per-dimension std: M's outputs are small (std about
+    0.2 in a fresh M), which otherwise starves the first layer. The offset is gated by
+    sqrt(c), so c = 0 gives w_a back exactly."""
 
     def __init__(self, w_dim: int, z_dyn_dim: int, blocks: int = 10, width: int | None = None):
         super().__init__()
@@ -67,17 +73,25 @@ class LightingNet(nn.Module):
         self.out = nn.Linear(width, w_dim)
         nn.init.zeros_(self.out.weight)  # starts as the identity: A(w_a, ., .) = w_a
         nn.init.zeros_(self.out.bias)
-        self.register_buffer("w_mean", torch.zeros(w_dim))
+        self.register_buffer("h_mean", torch.zeros(w_dim))
+        self.register_buffer("h_std", torch.ones(w_dim))
         self.register_buffer("w_std", torch.ones(w_dim))
+
+    @staticmethod
+    def pre_activation(w: torch.Tensor) -> torch.Tensor:
+        """M's last pre-activation: the inverse of its final LeakyReLU."""
+        return torch.where(w > 0, w, w / MAPPING_SLOPE)
 
     @torch.no_grad()
     def set_w_stats(self, w: torch.Tensor) -> None:
-        """Standardise with the mean and std of these samples of M's output [N, w]."""
-        self.w_mean.copy_(w.mean(0))
+        """Standardise with these samples of M's output [N, w]."""
+        h = self.pre_activation(w)
+        self.h_mean.copy_(h.mean(0))
+        self.h_std.copy_(h.std(0).clamp_min(1e-6))
         self.w_std.copy_(w.std(0).clamp_min(1e-6))
 
     def forward(self, w_a: torch.Tensor, z_b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([(w_a - self.w_mean) / self.w_std, z_b, c[:, None]], dim=1)
+        x = torch.cat([(self.pre_activation(w_a) - self.h_mean) / self.h_std, z_b, c[:, None]], dim=1)
         # The offset is gated by sqrt(c), the weight of z_dyn_b in the target: A(w_a, ., 0) = w_a exactly.
         return w_a + c.sqrt()[:, None] * self.out(F.leaky_relu(self.blocks(self.inp(x)), 0.2)) * self.w_std
 
@@ -98,6 +112,24 @@ def lighting_loss(pred: torch.Tensor, target: torch.Tensor, w_a: torch.Tensor) -
     """Paper: L1(w_b, A) + 0.1 (1 - cos(w_b - w_a, A - w_a))."""
     cos = F.cosine_similarity(target - w_a, pred - w_a, dim=1, eps=1e-8)
     return (pred - target).abs().mean() + 0.1 * (1 - cos).mean()
+
+
+def lighting_step(A: LightingNet, G: Generator, opt: torch.optim.Optimizer, batch: int,
+                  gen: torch.Generator) -> torch.Tensor:
+    """One optimiser step of A on a fresh batch from M; returns the loss."""
+    w_a, z_b, c, target = lighting_targets(G, batch, gen, gen.device)
+    loss = lighting_loss(A(w_a, z_b, c), target, w_a)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def load_weights(A: LightingNet, state: dict[str, torch.Tensor], uri: str) -> None:
+    if "h_mean" not in state:  # before A read M's pre-activation (2026-12)
+        raise ValueError(f"{uri}: this lighting network predates the current A (it reads w, not M's "
+                         f"pre-activation); delete its folder and train again with `deeplandscape train-lighting`")
+    A.load_state_dict(state)
 
 
 def build_lighting(cfg: Config) -> LightingNet:
@@ -148,7 +180,7 @@ def train_lighting(cfg: Config, run_dir: str, device: str | torch.device = "cpu"
     ckpt = latest_checkpoint(out)
     if ckpt is not None:
         state = load_checkpoint(ckpt.uri, map_location=device)[2]
-        A.load_state_dict(state["A"])
+        load_weights(A, state["A"], ckpt.uri)
         opt.load_state_dict(state["opt"])
         step, best, stale = int(state["counters"][0]), float(state["progress"][0]), int(state["counters"][1])
         log(f"lighting: resumed from {ckpt.uri} (step {step})")
@@ -169,12 +201,8 @@ def train_lighting(cfg: Config, run_dir: str, device: str | torch.device = "cpu"
         save_checkpoint(out, cfg, step, step * iv.lighting_batch, state, keep=2)
 
     while not converged and step < iv.lighting_steps and not (max_steps and steps_here >= max_steps):
-        w_a, z_b, c, target = lighting_targets(G, iv.lighting_batch, step_generator(cfg.train.seed, step, "lighting",
-                                                                                     device=device), device)
-        loss = lighting_loss(A(w_a, z_b, c), target, w_a)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = lighting_step(A, G, opt, iv.lighting_batch, step_generator(cfg.train.seed, step, "lighting",
+                                                                          device=device))
         step += 1
         steps_here += 1
         window.append(float(loss.detach()))
@@ -214,7 +242,7 @@ def load_lighting(run_dir: str, device: str | torch.device = "cpu") -> LightingN
                                 f"`deeplandscape train-lighting --run-dir {run_dir}`")
     cfg, _, state = load_checkpoint(ckpt.uri, map_location=device)
     A = build_lighting(cfg).to(device)
-    A.load_state_dict(state["A"])
+    load_weights(A, state["A"], ckpt.uri)
     return A.eval().requires_grad_(False)
 
 

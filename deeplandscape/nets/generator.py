@@ -36,6 +36,9 @@ def channels_at(resolution: int, cfg: ModelConfig) -> int:
     return min(cfg.channel_max, cfg.channel_base // resolution)
 
 
+MAPPING_SLOPE = 0.2  # M's LeakyReLU slope; its last layer ends in one, which the lighting network A undoes
+
+
 class MappingNetwork(nn.Module):
     """M: z = [z_st, z_dyn] -> w, PixelNorm then `mapping_layers` equalised-lr linear layers."""
 
@@ -43,7 +46,7 @@ class MappingNetwork(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [PixelNorm()]
         for i in range(num_layers):
-            layers += [EqualLinear(z_dim if i == 0 else w_dim, w_dim), nn.LeakyReLU(0.2)]
+            layers += [EqualLinear(z_dim if i == 0 else w_dim, w_dim), nn.LeakyReLU(MAPPING_SLOPE)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
