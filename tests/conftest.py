@@ -29,6 +29,21 @@ def tiny_config(synth_data, **overrides) -> Config:
                                 "data.videos": str(synth_data / "videos"), **overrides})
 
 
+def noisy_tiny_generator():
+    """A fresh tiny G (seed 0) whose noise inputs have an effect: their scales start at zero."""
+    import torch
+
+    from deeplandscape.nets.generator import Generator
+
+    torch.manual_seed(0)
+    G = Generator(load_config("tiny").model).eval()
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith(".scale"):
+                p.normal_(0, 0.5)
+    return G
+
+
 @pytest.fixture
 def tiny_cfg(synth_data) -> Config:
     return tiny_config(synth_data)

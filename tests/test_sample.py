@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from deeplandscape.animate.homography import CLOCK_DIRECTIONS, Motion
-from deeplandscape.config import load_config
-from deeplandscape.nets.generator import Generator
 from deeplandscape.sample import Animation, VideoOutputs, render_to_file, render_video
 from deeplandscape.video import probe_video
+from tests.conftest import noisy_tiny_generator
 
 STILL = Motion("still", ((0.0, 0.0),) * 4)
 
 
 @pytest.fixture(scope="module")
 def G():
-    cfg = load_config("tiny")
-    torch.manual_seed(0)
-    G = Generator(cfg.model).eval()
-    with torch.no_grad():  # noise scales start at zero: give the noise inputs an effect
-        for name, p in G.named_parameters():
-            if name.endswith(".scale"):
-                p.normal_(0, 0.5)
-    return G
+    return noisy_tiny_generator()
 
 
 def frames_of(G, animation, frames=8, batch=16):

@@ -21,10 +21,8 @@ from deeplandscape.evaluate.fid import fid_from_folders
 from deeplandscape.evaluate.generation import MaskSpec, StaticMasks, pair_latents, render_pairs
 from deeplandscape.evaluate.pipeline import load_stats_file
 from deeplandscape.evaluate.stats import FeatureStats
-from deeplandscape.nets.generator import Generator
-from deeplandscape.config import load_config
 from deeplandscape.train.loop import WorkerContext, run_worker
-from tests.conftest import MOTO_SECRET, tiny_config
+from tests.conftest import MOTO_SECRET, noisy_tiny_generator, tiny_config
 from tests.fresh_ray import run_commands
 
 
@@ -189,13 +187,7 @@ def test_evaluate_generation_on_a_tiny_run(local_ray, eval_env, image_stand_ins,
 
 
 def test_pairs_do_not_depend_on_batching_and_share_their_static_inputs():
-    cfg = load_config("tiny")
-    torch.manual_seed(0)
-    G = Generator(cfg.model).eval()
-    with torch.no_grad():  # noise scales start at zero: give the noise inputs an effect
-        for name, p in G.named_parameters():
-            if name.endswith(".scale"):
-                p.normal_(0, 0.5)
+    G = noisy_tiny_generator()
     together = render_pairs(G, pair_latents(G, [0, 1, 2], seed=7, resolution=16), 16, 1.0)
     apart = np.concatenate([render_pairs(G, pair_latents(G, idx, seed=7, resolution=16), 16, 1.0)
                             for idx in ([0], [1, 2])])
