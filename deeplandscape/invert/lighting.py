@@ -59,7 +59,7 @@ class LightingNet(nn.Module):
     A reads M's last pre-activation h = LeakyReLU^-1(w_a) rather than w_a: M ends in a
     LeakyReLU, and its kink hides how z_dyn enters. On a one-layer M, z_dyn is an exact linear
     function of h but only 61% (R^2) of one of w; reading h took A from 0.54 to 0.40 of the
-    displacement after the same 3000 steps (tests/invert/test_lighting.py). h is standardised
+    displacement after the same 3000 steps (docs/RESULTS.md). h is standardised
     with the statistics of M's outputs (`set_w_stats`, kept in the state dict) and the
     predicted offset scaled back with w's per-dimension std: M's outputs are small (std about
     0.2 in a fresh M), which otherwise starves the first layer. The offset is gated by
