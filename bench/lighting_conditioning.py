@@ -1,12 +1,18 @@
 """How close the lighting network A gets to M, and why it cannot on a deep random M.
 
     .venv/bin/python bench/lighting_conditioning.py [--layers 1 2 4] [--steps 3000] [--width 256]
+        [--run-dir RUN --photo PHOTO]
 
 For each mapping depth, builds a fresh tiny M (configs/tiny.toml, seed 0) and prints:
 - the condition number of each of its linear layers;
-- the error of inverting M exactly (layer by layer) and applying it again, in float64 and in
-  float32: the information A needs is in w_a, but only as far as float32 can read it;
+- the error of inverting M layer by layer and applying it again with z_dyn_b: exactly in
+  float64 and in float32, and truncated (singular values under 1e-3 of each layer's largest
+  dropped) in float32;
 - the errors of A (the tiny preset's A, `--width` wide) after `--steps` steps.
+
+With `--run-dir` and `--photo`, it also inverts the photo with the run (as `animate` does) and
+puts the photo's styles through the same truncated inverse of the run's M: how far from M's
+image the styles A has to work on lie.
 
 Errors are relative to the displacement |w_b - w_a| (`lighting_errors`): 0 is exact, 1 is as
 far as not moving at all. Single-threaded and CPU-only, so it runs the same on any machine.
@@ -26,9 +32,11 @@ from deeplandscape.nets.layers import EqualLinear
 from deeplandscape.train.latents import step_generator
 
 
-def exact_inverse_error(G: Generator, dtype: torch.dtype, samples: int = 4096) -> float:
-    """|M(z_st recovered from w_a, z_b) - w_b| / |w_b - w_a| with M inverted exactly in `dtype`;
-    the recovered pixel-normed z stands in for z (PixelNorm drops its norm)."""
+def inverse_error(G: Generator, dtype: torch.dtype, rtol: float = 0.0, samples: int = 4096) -> float:
+    """|M(z_st recovered from w_a, z_b) - w_b| / |w_b - w_a| with M inverted layer by layer in
+    `dtype`: exactly, or with each layer's singular values below `rtol` x the largest dropped
+    (a truncated pseudo-inverse). The recovered pixel-normed z stands in for z (PixelNorm
+    drops its norm)."""
     gen = torch.Generator().manual_seed(1)
     M = G.M.double()
     z_st = torch.randn(samples, G.z_st_dim, generator=gen, dtype=torch.float64)
@@ -38,10 +46,34 @@ def exact_inverse_error(G: Generator, dtype: torch.dtype, samples: int = 4096) -
     for lin in reversed([m for m in M.net if isinstance(m, EqualLinear)]):
         x = LightingNet.pre_activation(x)
         W, b = (lin.weight * lin.w_scale).to(dtype), (lin.bias * lin.lr_mul).to(dtype)
-        x = torch.linalg.solve(W, (x - b).T).T
+        x = (x - b) @ torch.linalg.pinv(W, rtol=rtol).T if rtol else torch.linalg.solve(W, (x - b).T).T
     pred = M(torch.cat([x.double()[:, :G.z_st_dim], z_b], 1))
     G.M.float()
     return float((pred - w_b).norm(dim=1).mean() / (w_b - w_a).norm(dim=1).mean())
+
+
+def truncated_inverse(M: torch.nn.Module, w: torch.Tensor, rtol: float = 1e-3) -> torch.Tensor:
+    x = w
+    for lin in reversed([m for m in M.net if isinstance(m, EqualLinear)]):
+        x = LightingNet.pre_activation(x)
+        x = (x - lin.bias * lin.lr_mul) @ torch.linalg.pinv(lin.weight * lin.w_scale, rtol=rtol).T
+    return x
+
+
+def photo_styles_off_image(run_dir: str, photo: str) -> None:
+    from deeplandscape.invert.animate_photos import PhotoAnimator
+
+    animator = PhotoAnimator(run_dir, log=lambda *_: None)
+    M = animator.model.G.M
+    ws = animator.invert([animator.read(photo)]).ws[0].detach()  # [levels, w]
+    with torch.no_grad():
+        samples = M(torch.randn(len(ws), animator.model.G.cfg.z_dim))
+        for name, w in (("M's own samples", samples), (f"styles of {photo}", ws)):
+            z = truncated_inverse(M, w)
+            refit = float((M(z) - w).norm(dim=1).mean() / w.norm(dim=1).mean())
+            norms = ", ".join(f"{v:.3g}" for v in z.norm(dim=1).tolist())
+            print(f"{name}: |z| from the truncated inverse {norms} (PixelNorm's sphere: "
+                  f"{z.shape[1] ** 0.5:.3g}); |M(z) - w| / |w| = {refit:.3f}")
 
 
 def main() -> None:
@@ -49,9 +81,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--run-dir", help="a trained run, to check a photo's inverted styles too")
+    parser.add_argument("--photo", help="the photo to invert with --run-dir")
     args = parser.parse_args()
+    if bool(args.run_dir) != bool(args.photo):
+        parser.error("--run-dir and --photo go together")
     torch.set_num_threads(1)
-    print(f"{'layers':>6}  {'layer condition numbers':<28} {'inverse f64':>11} {'inverse f32':>11}  "
+    print(f"{'layers':>6}  {'layer condition numbers':<28} {'inverse f64':>11} {'inverse f32':>11} {'truncated':>9}  "
           f"{'A target':>8} {'A midpoint':>10} {'A cosine':>8}  {'s':>4}")
     for layers in args.layers:
         cfg = load_config("tiny", {"model.mapping_layers": layers, "invert.lighting_width": args.width})
@@ -59,7 +95,8 @@ def main() -> None:
         G = Generator(cfg.model).requires_grad_(False)
         conds = [torch.linalg.cond((m.weight * m.w_scale).double()).item() for m in G.M.net
                  if isinstance(m, EqualLinear)]
-        f64, f32 = exact_inverse_error(G, torch.float64), exact_inverse_error(G, torch.float32)
+        f64, f32 = inverse_error(G, torch.float64), inverse_error(G, torch.float32)
+        truncated = inverse_error(G, torch.float32, rtol=1e-3)
         A = build_lighting(cfg)
         A.set_w_stats(G.M(torch.randn(8192, cfg.model.z_dim)))
         opt = torch.optim.Adam(A.parameters(), lr=cfg.invert.lighting_lr)
@@ -67,9 +104,11 @@ def main() -> None:
         for step in range(args.steps):
             lighting_step(A, G, opt, cfg.invert.lighting_batch, step_generator(0, step, "lighting"))
         e = lighting_errors(A, G)
-        print(f"{layers:>6}  {' '.join(f'{c:.0f}' for c in conds):<28} {f64:>11.3f} {f32:>11.3f}  "
+        print(f"{layers:>6}  {' '.join(f'{c:.0f}' for c in conds):<28} {f64:>11.3f} {f32:>11.3f} {truncated:>9.3f}  "
               f"{e['target_error']:>8.3f} {e['midpoint_error']:>10.3f} {e['direction_cosine']:>8.3f}  "
               f"{time.perf_counter() - tick:>4.0f}", flush=True)
+    if args.run_dir:
+        photo_styles_off_image(args.run_dir, args.photo)
 
 
 if __name__ == "__main__":

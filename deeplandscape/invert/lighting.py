@@ -1,8 +1,8 @@
 """Lighting change for inverted photos: the network A (paper 3.2, "Lighting manipulation").
 
-Inversion gives styles W, not z, and M cannot be inverted in practice (its layers multiply to a
-condition number far beyond float32; see tests/invert/test_lighting.py), so A learns M's local
-dynamics:
+Inversion gives styles W, not z, and M cannot be inverted in practice: an inverted photo's
+styles lie far from M's image, where an inverse of M returns z of absurd size (docs/RESULTS.md).
+So A, a smooth network, learns M's local dynamics:
 
     A(w_a, z_dyn_b, c) ~ M(z_st_a, sqrt(1 - c) z_dyn_a + sqrt(c) z_dyn_b),   c ~ U(0, 1)
 

@@ -21,14 +21,14 @@ from deeplandscape.video import read_video
 
 # A on the tiny run's M (z 64 = 61 static + 3 dynamic, w 64, 4 mapping layers) after 1200 steps:
 # |A(w_a, z_b, 1) - w_b| = 0.87 |w_b - w_a|, cosine 0.47 between A's move and the true one (1.0
-# and 0 would be "does not move"). That is as far as A gets on this M, and we measured why
-# (2026-12-03, on a 60-step tiny run): M is invertible in principle (square layers, LeakyReLU),
-# but its four layers have condition numbers 2859, 84, 685 and 75. Inverting M exactly in float64 and applying it
-# again gives 0.05 (the rest is the z norm PixelNorm drops); the same inversion in float32
-# gives 1.33. So w_a tells z_st and z_dyn_a only through directions far below float32
-# precision, and none of the A we tried reads them: 6000 steps of a 256-wide A reach 0.81, an A built
-# around M itself 0.89, an A that whitens M's pre-activation 0.86. Where M can be inverted
-# (one layer), A gets close: test_a_gets_close_where_m_can_be_inverted.
+# and 0 would be "does not move"). That is as far as A gets on this M; measured on a fresh tiny
+# M (bench/lighting_conditioning.py, docs/RESULTS.md, 2026-12-03): its four layers have
+# condition numbers 2835, 84, 684 and 75, so w_a -> target amplifies up to 1000x per inverted
+# layer. The target can be computed (a truncated float32 inverse of M lands within 0.14), but
+# A, a smooth network, does not learn so steep a function: 0.83 after 3000 steps of a 256-wide
+# A, 0.81 after 6000. It has to stay smooth: an inverted photo's styles lie far from M's image,
+# where that inverse returns |z| of 1e6 and more. Where M is one layer, A gets close:
+# test_a_gets_close_where_m_can_be_inverted.
 LIGHTING_STEPS = 1200
 TARGET_ERROR = 0.95  # |A(w_a, z_b, 1) - w_b| / |w_b - w_a|
 DIRECTION_COSINE = 0.3  # cos(A(w_a, z_b, 1) - w_a, w_b - w_a)
