@@ -26,7 +26,7 @@ from deeplandscape.video import read_video
 # condition numbers 2835, 84, 684 and 75, so w_a -> target amplifies up to 1000x per inverted
 # layer. The target can be computed (a truncated float32 inverse of M lands within 0.14), but
 # A, a smooth network, does not learn so steep a function: 0.83 after 3000 steps of a 256-wide
-# A, 0.81 after 6000. It has to stay smooth: an inverted photo's styles lie far from M's image,
+# A, 0.79 after 8000 steps of the paper's size (10 blocks, 512 wide). It has to stay smooth: an inverted photo's styles lie far from M's image,
 # where that inverse returns |z| of 1e6 and more. On a one-layer M, A gets close:
 # test_a_gets_close_on_a_one_layer_m.
 LIGHTING_STEPS = 1200
