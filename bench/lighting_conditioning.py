@@ -21,6 +21,7 @@ far as not moving at all. Single-threaded and CPU-only, so it runs the same on a
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
@@ -32,32 +33,29 @@ from deeplandscape.nets.layers import EqualLinear
 from deeplandscape.train.latents import step_generator
 
 
-def inverse_error(G: Generator, dtype: torch.dtype, rtol: float = 0.0, samples: int = 4096) -> float:
-    """|M(z_st recovered from w_a, z_b) - w_b| / |w_b - w_a| with M inverted layer by layer in
-    `dtype`: exactly, or with each layer's singular values below `rtol` x the largest dropped
-    (a truncated pseudo-inverse). The recovered pixel-normed z stands in for z (PixelNorm
-    drops its norm)."""
-    gen = torch.Generator().manual_seed(1)
-    M = G.M.double()
-    z_st = torch.randn(samples, G.z_st_dim, generator=gen, dtype=torch.float64)
-    z_a, z_b = torch.randn(2, samples, G.cfg.z_dyn_dim, generator=gen, dtype=torch.float64)
-    w_a, w_b = M(torch.cat([z_st, z_a], 1)), M(torch.cat([z_st, z_b], 1))
-    x = w_a.to(dtype)
-    for lin in reversed([m for m in M.net if isinstance(m, EqualLinear)]):
-        x = LightingNet.pre_activation(x)
-        W, b = (lin.weight * lin.w_scale).to(dtype), (lin.bias * lin.lr_mul).to(dtype)
-        x = (x - b) @ torch.linalg.pinv(W, rtol=rtol).T if rtol else torch.linalg.solve(W, (x - b).T).T
-    pred = M(torch.cat([x.double()[:, :G.z_st_dim], z_b], 1))
-    G.M.float()
-    return float((pred - w_b).norm(dim=1).mean() / (w_b - w_a).norm(dim=1).mean())
-
-
-def truncated_inverse(M: torch.nn.Module, w: torch.Tensor, rtol: float = 1e-3) -> torch.Tensor:
+def invert_m(M: torch.nn.Module, w: torch.Tensor, rtol: float = 0.0) -> torch.Tensor:
+    """M's pixel-normed input for outputs `w`, inverting layer by layer in w's dtype: exactly, or
+    with each layer's singular values below `rtol` x the largest dropped (a truncated
+    pseudo-inverse)."""
     x = w
     for lin in reversed([m for m in M.net if isinstance(m, EqualLinear)]):
         x = LightingNet.pre_activation(x)
-        x = (x - lin.bias * lin.lr_mul) @ torch.linalg.pinv(lin.weight * lin.w_scale, rtol=rtol).T
+        W, b = (lin.weight * lin.w_scale).to(w.dtype), (lin.bias * lin.lr_mul).to(w.dtype)
+        x = (x - b) @ torch.linalg.pinv(W, rtol=rtol).T if rtol else torch.linalg.solve(W, (x - b).T).T
     return x
+
+
+def inverse_error(G: Generator, dtype: torch.dtype, rtol: float = 0.0, samples: int = 4096) -> float:
+    """|M(z_st recovered from w_a, z_b) - w_b| / |w_b - w_a| with M inverted (`invert_m`) in
+    `dtype`. The recovered pixel-normed z stands in for z (PixelNorm drops its norm)."""
+    gen = torch.Generator().manual_seed(1)
+    M = copy.deepcopy(G.M).double()
+    z_st = torch.randn(samples, G.z_st_dim, generator=gen, dtype=torch.float64)
+    z_a, z_b = torch.randn(2, samples, G.cfg.z_dyn_dim, generator=gen, dtype=torch.float64)
+    w_a, w_b = M(torch.cat([z_st, z_a], 1)), M(torch.cat([z_st, z_b], 1))
+    x = invert_m(M, w_a.to(dtype), rtol)
+    pred = M(torch.cat([x.double()[:, :G.z_st_dim], z_b], 1))
+    return float((pred - w_b).norm(dim=1).mean() / (w_b - w_a).norm(dim=1).mean())
 
 
 def photo_styles_off_image(run_dir: str, photo: str) -> None:
@@ -69,7 +67,7 @@ def photo_styles_off_image(run_dir: str, photo: str) -> None:
     with torch.no_grad():
         samples = M(torch.randn(len(ws), animator.model.G.cfg.z_dim))
         for name, w in (("M's own samples", samples), (f"styles of {photo}", ws)):
-            z = truncated_inverse(M, w)
+            z = invert_m(M, w, rtol=1e-3)
             refit = float((M(z) - w).norm(dim=1).mean() / w.norm(dim=1).mean())
             norms = ", ".join(f"{v:.3g}" for v in z.norm(dim=1).tolist())
             print(f"{name}: |z| from the truncated inverse {norms} (PixelNorm's sphere: "

@@ -247,7 +247,7 @@ def run_sweep(sweep: InversionSweep, space: Callable[[InvertConfig], dict[str, A
     report = common.Sweep(title=f"Inversion sweep {sweep.name}", params=list(swept), metrics=list(METRICS),
                           time_attr="steps", objective_doc=settings.describe(),
                           space_doc=common.describe_space(swept))
-    base_keys = {k: v for k, v in (read_preset(sweep.preset) if sweep.preset else {}).items()}
+    base_keys = read_preset(sweep.preset) if sweep.preset else {}
 
     def preset(best: dict[str, Any]) -> str:
         keys = {**base_keys, **sweep.overrides, **{k: common.plain(best[k]) for k in swept}}
