@@ -1,17 +1,8 @@
 """`deeplandscape COMMAND ...`: one entry point per user task, all with the same feel.
 
-    synth    write the procedural landscape data set (photos, time-lapses, masks)
-    prepare  raw photos and time-lapses -> training shards (Parquet) with Ray Data
-    train    train DeepLandscape under Ray Train (resumes from the run directory)
-    sample   render time-lapse videos from a trained run
-    train-encoder      train the inversion encoder E on samples of a trained run
-    train-superres     train the x4 super-resolution network (ESRGAN) on a run's inversions of video frames
-    animate  invert photos and write their time-lapses (paper 3.2)
-    animate-bucket     animate every photo under a prefix with Ray Data (streaming, resumable)
-    calibrate-motion   measure cloud motion in time-lapses, write homographies at that speed
-    weights  pretrained files for the metrics: status, fetch
-    evaluate FID / FVD between collections, the generation protocol on a run
-    demo     synth -> train -> sample -> gallery, on a local Ray, in a few minutes
+Each command starts or joins Ray when it needs it (deeplandscape/raykit.py), resolves its
+path arguments against the working directory first (deeplandscape/cli_args.py), and stops on
+bad input with one line naming the flag or file.
 """
 
 from __future__ import annotations
@@ -21,10 +12,12 @@ import json
 import sys
 from pathlib import Path
 
+from deeplandscape.cli_args import path_args, resolve_path_args
 from deeplandscape.config import load_config, parse_set, preset_names
 from deeplandscape.evaluate.cli import add_evaluate_parser
 from deeplandscape.invert.bucket_cli import add_bucket_parser
 from deeplandscape.invert.cli import add_invert_parsers
+from deeplandscape.raykit import WorkerError, for_command_line
 from deeplandscape.superres.cli import add_superres_parser
 
 
@@ -95,8 +88,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(cfg.to_json())
         print(describe_plan(cfg))
         return 0
-    train(cfg, args.run_dir)
-    print(f"done: checkpoints, metrics.jsonl and samples are in {args.run_dir}")
+    if train(cfg, args.run_dir) is None:  # a finished run: said so already
+        return 0
+    samples = " and samples/" if cfg.train.sample_kimg > 0 else ""
+    print(f"done: checkpoints/, metrics.jsonl{samples} are in {args.run_dir}")
     return 0
 
 
@@ -123,13 +118,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
         failed = [r for r in rows if r["error"]]
         for r in failed:
             print(f"failed: seed {r['seed']}: {r['error']}", file=sys.stderr)
-        print(f"wrote {len(rows) - len(failed)} videos ({len(failed)} failed) and manifest.parquet to {args.out}")
+        print(f"wrote {len(rows) - len(failed)} videos ({len(failed)} failed), grid.png and manifest.parquet "
+              f"to {args.out}")
         return 1 if failed else 0
     model = load_model(args.run_dir)
     summary = write_samples(model, args.out, videos=args.videos, frames=args.frames, seed=args.seed,
                             direction=args.direction, speed=args.speed, horizon=args.horizon, motions=motions,
                             outputs=outputs)
-    print(f"wrote {len(summary['videos'])} videos and {summary['grid']} "
+    print(f"wrote {len(summary['videos'])} videos, grid.png and manifest.parquet "
           f"({model.resolution} px model at {model.kimg:.1f} kimg) to {args.out}")
     return 0
 
@@ -178,8 +174,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deeplandscape", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="deeplandscape",
+                                     description="DeepLandscape on Ray: train, sample, animate and evaluate "
+                                                 "landscape time-lapse GANs. `deeplandscape COMMAND --help` for each.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="write a procedural landscape data set")
@@ -188,8 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=int, default=32, help="number of time-lapse videos")
     p.add_argument("--frames", type=int, default=32, help="frames per video")
     p.add_argument("--size", type=int, default=64, help="side in pixels (even)")
-    p.add_argument("--fps", type=float, default=15.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fps", type=float, default=15.0, help="frame rate of the time-lapses")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the scenes")
+    path_args(p, outputs=("OUT",))
     p.set_defaults(fn=cmd_synth)
 
     p = sub.add_parser("prepare", help="raw photos and time-lapses -> training shards (Parquet) with Ray Data")
@@ -202,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["png", "jpeg"], default="png", help="image encoding in the shards")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality")
     p.add_argument("--clip-frames", type=int, default=16, help="frames of one video per row (pairs come from a row)")
+    path_args(p, inputs=("--images", "--videos"), outputs=("--out",))
     p.set_defaults(fn=cmd_prepare)
 
     p = sub.add_parser("train", help="train DeepLandscape under Ray Train (resumes from --run-dir)")
@@ -211,15 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True, help="run directory; an existing one is resumed")
     p.add_argument("--workers", type=int, help="Ray Train workers (sets scale.workers)")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker (sets scale.use_gpu)")
+    path_args(p, inputs=("--images", "--videos"), outputs=("--run-dir",))
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("sample", help="render time-lapse videos from a trained run")
     p.add_argument("--run-dir", required=True, help="run directory with checkpoints")
     p.add_argument("--out", required=True, help="output folder for mp4s, posters and grid.png")
-    p.add_argument("--videos", type=int, default=4)
-    p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--seed", type=int, default=0, help="video i uses seed + i")
+    p.add_argument("--videos", type=int, default=4, help="number of videos")
+    p.add_argument("--frames", type=int, default=100, help="frames per video")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate of the mp4s")
+    p.add_argument("--seed", type=int, default=0, help="video i uses seed + i (its z_st, S_st and z_dyn path)")
     p.add_argument("--direction", default="random",
                    help="S_dyn motion: a clock direction 1h..12h (3h: right, 12h: up and towards the viewer), "
                         "a name from --homographies, or 'random' (one per video)")
@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0,
                    help="render with Ray Data on this many actors (many videos; --out may be s3://)")
     p.add_argument("--gpu", action="store_true", help="one GPU per Ray Data actor")
+    path_args(p, inputs=("--run-dir", "--homographies"), outputs=("--out",))
     p.set_defaults(fn=cmd_sample)
 
     add_invert_parsers(sub, _speed)
@@ -245,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", help="folder of NAME.mask.png dynamic-region masks (default: next to the videos)")
     p.add_argument("--out", required=True, help="motions JSON to write (a NAME.report.json goes next to it)")
     p.add_argument("--dominant", type=int, default=3, help="measured dominant directions to add as extra entries")
+    path_args(p, inputs=("--videos", "--masks"), outputs=("--out",))
     p.set_defaults(fn=cmd_calibrate_motion)
 
     p = sub.add_parser("weights", help="pretrained files the metrics use: what is present, fetch the rest")
@@ -255,17 +257,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="synth -> train -> sample -> gallery on a local Ray")
     _add_config_args(p)
     p.add_argument("--out", default="outputs/demo", help="output folder (index.html goes here)")
+    path_args(p, outputs=("--out",))
     p.set_defaults(fn=cmd_demo)
 
     add_evaluate_parser(sub)  # deeplandscape/evaluate/cli.py
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, from_shell: bool | None = None) -> int:
+    """`deeplandscape ARGV`. `from_shell` (default: when argv comes from sys.argv): a process of
+    its own, whose stderr may be rearranged when Ray starts (raykit.for_command_line)."""
     args = build_parser().parse_args(argv)
+    if argv is None if from_shell is None else from_shell:
+        for_command_line()
     try:
+        resolve_path_args(args)
         return args.fn(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, WorkerError) as e:  # bad input, a missing file, a worker's error
         print(f"deeplandscape {args.command}: error: {e}", file=sys.stderr)
         return 2
 

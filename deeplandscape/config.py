@@ -83,7 +83,7 @@ class DataConfig:
 class ScaleConfig:
     workers: int = 1
     use_gpu: bool = False
-    cpus_per_worker: int = 1
+    cpus_per_worker: int = 1  # 0: auto, the cluster's CPUs shared by the workers (deeplandscape/raykit.py)
     max_failures: int = 0  # worker-group restarts from the latest checkpoint after a lost worker/node; -1: no limit
 
 
@@ -319,6 +319,8 @@ def validate(cfg: Config) -> None:
         if not table or min(int(k) for k in table) > t.start_resolution:
             raise ValueError(f"train.{name} needs an entry at or below {t.start_resolution} px, got {table}")
     validate_invert(cfg.invert)
+    if cfg.scale.cpus_per_worker < 0:
+        raise ValueError(f"scale.cpus_per_worker must be >= 0 (0: auto), got {cfg.scale.cpus_per_worker}")
     if cfg.scale.workers < 1:
         raise ValueError(f"scale.workers must be >= 1, got {cfg.scale.workers}")
     if cfg.scale.max_failures < -1:

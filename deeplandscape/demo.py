@@ -7,13 +7,13 @@ import json
 import time
 from pathlib import Path
 
-import ray
 
 from deeplandscape.config import load_config
 from deeplandscape.data.synth import is_mask_file, write_dataset
 from deeplandscape.invert.animate_photos import animate_photos
 from deeplandscape.invert.encoder import train_encoder
 from deeplandscape.invert.lighting import train_lighting
+from deeplandscape.raykit import ensure_ray
 from deeplandscape.sample import VideoOutputs, load_model, write_samples
 from deeplandscape.train.launch import train
 
@@ -29,9 +29,7 @@ def run_demo(out: Path, preset: str = "tiny", overrides: dict | None = None, log
     cfg = load_config(preset, {"data.images": str(data / "photos"), "data.videos": str(data / "videos"),
                                **(overrides or {})})
     run_dir = out / "run"
-    if not ray.is_initialized():
-        # One machine, a few minutes: skip the dashboard's processes, they compete for 2 cores.
-        ray.init(include_dashboard=False)
+    ensure_ray(log)
     train(cfg, str(run_dir), log=log)
     t_train = time.perf_counter() - t0
     model = load_model(str(run_dir))

@@ -26,6 +26,7 @@ from deeplandscape.animate.homography import CLOCK_DIRECTIONS, Motion, resolve_d
 from deeplandscape.animate.warp import animate_noise
 from deeplandscape.config import Config
 from deeplandscape.nets.generator import Generator
+from deeplandscape.raykit import ensure_ray
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint
 from deeplandscape.train.schedule import phase_at
 from deeplandscape.video import VideoWriter
@@ -163,25 +164,51 @@ def write_samples(model: LoadedModel, out_dir: str | Path, videos: int, frames: 
                   direction: str = "random", speed: float = 1.0, horizon: float = 0.5,
                   motions: dict[str, Motion] | None = None, outputs: VideoOutputs = VideoOutputs(),
                   device: str = "cpu") -> dict:
-    """`videos` videos `sample-SEED-DIRECTION.mp4` (+ posters) and a `grid.png` under `out_dir`.
+    """`videos` videos `sample-SEED-DIRECTION.mp4` (+ posters), `grid.png` and `manifest.parquet`
+    under `out_dir`.
 
     `direction` is a clock direction ("1h" ... "12h"), a name in `motions`, or "random"
     (one per video, drawn from the video's seed).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths, rows = [], []
     for i in range(videos):
+        start = time.perf_counter()
         motion = resolve_direction(direction, np.random.default_rng(seed + i), motions)
         animation = Animation(motion=motion, speed=speed, horizon=horizon)
-        path = out / f"sample-{seed + i:04d}-{motion.name}.mp4"
+        path = out / f"{sample_name(seed + i, motion.name)}.mp4"
         paths.append(render_to_file(model.G, model.resolution, model.alpha, path, seed + i, frames, animation,
                                     outputs, device))
-    grid = sample_grid(model.G, [seed + i for i in range(min(videos, 8))], 6, model.resolution, model.alpha,
-                       outputs.scale, device)
-    grid.save(out / "grid.png")
+        rows.append({"seed": seed + i, "direction": motion.name, "uri": str(path),
+                     "seconds": time.perf_counter() - start, "error": ""})
+    write_grid(model, str(out), seed, videos, outputs.scale, device)
+    write_manifest(str(out), rows)
     return {"videos": [str(p) for p in paths], "grid": str(out / "grid.png"), "resolution": model.resolution,
             "kimg": model.kimg, "checkpoint": model.checkpoint}
+
+
+def sample_name(seed: int, direction: str) -> str:
+    """A sampled video's file stem, the same in one process and on a Ray Data actor pool."""
+    return f"sample-{seed:04d}-{direction}"
+
+
+def write_grid(model: LoadedModel, out_dir: str, seed: int, videos: int, scale: int, device: str = "cpu") -> str:
+    """`grid.png`: the first frames of up to 8 of the videos, six columns of z_dyn each."""
+    grid = sample_grid(model.G, [seed + i for i in range(min(videos, 8))], 6, model.resolution, model.alpha,
+                       scale, device)
+    buf = io.BytesIO()
+    grid.save(buf, format="PNG")
+    uri = storage.join(out_dir, "grid.png")
+    storage.write_bytes(uri, buf.getvalue())
+    return uri
+
+
+def write_manifest(out_dir: str, rows: list[dict]) -> None:
+    """`manifest.parquet`: one row per video (seed, direction, uri, seconds, error)."""
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buf)
+    storage.write_bytes(storage.join(out_dir, "manifest.parquet"), buf.getvalue())
 
 
 def write_training_snapshot(G: Generator, resolution: int, alpha: float, kimg: float, run_dir: str,
@@ -222,7 +249,7 @@ class _VideoRenderer:
             try:
                 motion = resolve_direction(self.direction, np.random.default_rng(seed), self.motions)
                 motion_name = motion.name
-                name = f"sample-{seed:06d}-{motion.name}"
+                name = sample_name(seed, motion.name)
                 with tempfile.TemporaryDirectory() as tmp:
                     local = Path(tmp) / f"{name}.mp4"
                     m = self.model
@@ -246,10 +273,12 @@ def sample_many(run_dir: str, out_dir: str, videos: int, frames: int, seed: int 
     """Render many videos with Ray Data on an actor pool (the generator loaded once per actor).
 
     `out_dir` may be a folder or an s3:// prefix. Returns one row per video: seed, direction,
-    uri, seconds, error ("" when it worked). Writes `manifest.parquet` next to the videos.
+    uri, seconds, error ("" when it worked). Writes `manifest.parquet` and `grid.png` next to the
+    videos, as `write_samples` does.
     """
     import ray
 
+    ensure_ray()
     ds = ray.data.from_items([{"seed": seed + i} for i in range(videos)])
     ds = ds.map_batches(
         _VideoRenderer,
@@ -264,7 +293,6 @@ def sample_many(run_dir: str, out_dir: str, videos: int, frames: int, seed: int 
     )
     rows = sorted(ds.take_all(), key=lambda r: r["seed"])
     rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows), buf)
-    storage.write_bytes(storage.join(out_dir, "manifest.parquet"), buf.getvalue())
+    write_manifest(out_dir, rows)
+    write_grid(load_model(run_dir), out_dir, seed, videos, outputs.scale)
     return rows

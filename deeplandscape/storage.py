@@ -55,6 +55,14 @@ def resolve(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
 
 
+def absolute(uri: str) -> str:
+    """A local path made absolute against this process's working directory (Ray workers run
+    elsewhere); a URI, or "", as it is."""
+    if not uri or is_remote(uri):
+        return uri
+    return resolve(uri)[1]
+
+
 def join(uri: str, *parts: str) -> str:
     return "/".join([str(uri).rstrip("/"), *(p.strip("/") for p in parts)])
 

@@ -11,4 +11,4 @@ import sys
 from deeplandscape.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["evaluate", *sys.argv[1:]]))
+    sys.exit(main(["evaluate", *sys.argv[1:]], from_shell=True))

@@ -1,10 +1,11 @@
-"""`ray job submit --working-dir . -- python jobs/train.py ...` end to end, against a local head
+"""`ray job submit --working-dir . -- python jobs/*.py ...` end to end, against a local head
 that the test starts (`ray start --head --block` on free ports, in a Ray temp folder of its
 own) and stops again, leaving the session's shared Ray alone."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -14,7 +15,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-from deeplandscape.train.checkpoint import list_checkpoints
 from tests.fresh_ray import ray_tmpdir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,17 +76,31 @@ def stop(head: subprocess.Popen) -> None:
     head.wait()
 
 
-def test_train_job_through_ray_job_submit(synth_data, tmp_path):
-    run_dir = tmp_path / "run"
+def submit(url: str, env: dict, *job: str) -> str:
+    """`ray job submit --address URL --working-dir . -- python JOB ...` from the repository root,
+    as the README writes it; the job's output."""
+    done = subprocess.run([RAY, "job", "submit", "--address", url, "--working-dir", ".", "--", "python", *job],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-5000:]
+    assert "succeeded" in done.stdout
+    return done.stdout
+
+
+def test_jobs_through_ray_job_submit(synth_data, tiny_run, tmp_path):
+    """jobs/prepare.py and jobs/animate_bucket.py (jobs/train.py is the same three lines around
+    `deeplandscape train`), each joining the head's Ray through RAY_ADDRESS, which the job
+    server sets, with no ray.init of its own."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("00000.png", "00000.mask.png", "00001.png"):
+        (photos / name).write_bytes((synth_data / "photos" / name).read_bytes())
     with local_head(tmp_path / "head.log") as (url, env):
-        submit = subprocess.run(
-            [RAY, "job", "submit", "--address", url, "--working-dir", str(REPO), "--",
-             "python", "jobs/train.py", "--config", "tiny", "--images", str(synth_data / "photos"),
-             "--videos", str(synth_data / "videos"), "--run-dir", str(run_dir),
-             "--set", 'train.batch={"8": 8}', "--set", "train.max_steps=2", "--set", "train.log_every=1",
-             "--set", "train.sample_kimg=0", "--set", "scale.cpus_per_worker=1"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert submit.returncode == 0, submit.stdout[-5000:]
-    assert "succeeded" in submit.stdout and "done: checkpoints" in submit.stdout
-    assert [c.step for c in list_checkpoints(str(run_dir))] == [2]
-    assert (run_dir / "config.json").is_file() and (run_dir / "metrics.jsonl").read_text().count("\n") == 2
+        out = submit(url, env, "jobs/prepare.py", "--images", str(synth_data / "photos"),
+                     "--videos", str(synth_data / "videos"), "--out", str(tmp_path / "shards"))
+        assert "Ray: joined the cluster" in out and "prepared 24 photos and 4 videos" in out
+        out = submit(url, env, "jobs/animate_bucket.py", str(photos), str(tmp_path / "videos"),
+                     "--run-dir", str(tiny_run), "--directions", "1", "--frames", "4",
+                     "--set", "invert.opt_steps=3", "--set", "invert.finetune_steps=3")
+        assert "Ray: joined the cluster" in out and "pid=" not in out  # Ray's worker lines stay in its logs
+    assert json.loads((tmp_path / "shards/manifest.json").read_text())["photos"]["prepared"] == 24
+    assert sorted(p.parent.name for p in (tmp_path / "videos").glob("*/done.json")) == ["00000", "00001"]

@@ -36,6 +36,7 @@ from PIL import Image
 from deeplandscape import storage
 from deeplandscape.animate.homography import HORIZON_PARALLAX, Motion, clock_motion, save_motions
 from deeplandscape.data.synth import MASK_SUFFIX, is_mask_file, mask_path_for
+from deeplandscape.raykit import ensure_ray
 from deeplandscape.video import VideoError, iter_frames
 
 __all__ = [
@@ -374,7 +375,7 @@ def calibrate(
 ) -> list[VideoMotion]:
     """Measure every video in parallel with Ray Data (one task per video); rows in input order.
 
-    Ray is initialised by the caller (a local `ray.init()` is made on first use otherwise).
+    Ray is started or joined first (`ensure_ray`) unless the caller has done so.
     """
     import ray
 
@@ -383,6 +384,7 @@ def calibrate(
     masks = dict(masks or {})
     items = [{"index": i, "uri": str(u), "mask_uri": masks.get(str(u), ""), "max_side": max_side, "step": step}
              for i, u in enumerate(video_uris)]
+    ensure_ray()
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map(_measure_row, num_cpus=1)
     rows = sorted(ds.take_all(), key=lambda r: int(r["index"]))
     return [VideoMotion.from_dict(json.loads(r["motion"])) for r in rows]

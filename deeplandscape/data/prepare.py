@@ -42,6 +42,7 @@ from deeplandscape import storage
 from deeplandscape.data.synth import is_mask_file
 from deeplandscape.data.training import PHOTO_SUFFIXES, VIDEO_SUFFIXES
 from deeplandscape.data.transforms import FORMATS, photos_batch, videos_batch
+from deeplandscape.raykit import ensure_ray
 
 SHARDS_KIND = "deeplandscape-shards"
 MANIFEST = "manifest.json"
@@ -130,8 +131,7 @@ def prepare(images: str, videos: str, out: str, resolutions: list[int], fmt: str
     photo_uris, video_uris = list_sources(images, videos)
     log(f"preparing {len(photo_uris)} photos and {len(video_uris)} videos at {resolutions} px ({fmt}) into {out}")
     start = time.perf_counter()
-    if not ray.is_initialized():
-        ray.init(log_to_driver=True)
+    ensure_ray(log)
     if photo_uris:
         fs, paths, scheme = _paths(photo_uris)
         ds = ray.data.read_binary_files(paths, filesystem=fs, include_paths=True)

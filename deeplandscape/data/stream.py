@@ -296,8 +296,9 @@ class StreamingData:
         return CropPairs(to_float(b["image"]), torch.stack([b["video_id"], b["frame_index"]], dim=1), b["box"])
 
 
-def open_training_data(cfg: Config) -> TrainingData | StreamingData:
-    """The data source `data.source` selects (see the module docstring)."""
+def open_training_data(cfg: Config, log: Callable[[str], None] | None = None) -> TrainingData | StreamingData:
+    """The data source `data.source` selects (see the module docstring); `log` hears of skipped files."""
     if resolve_source(cfg) == "stream":
         return StreamingData.open(cfg)
-    return TrainingData.load(cfg.data.images, cfg.data.videos, cfg.data.load_resolution or 2 * cfg.model.resolution)
+    return TrainingData.load(cfg.data.images, cfg.data.videos, cfg.data.load_resolution or 2 * cfg.model.resolution,
+                             log)

@@ -17,11 +17,12 @@ import io
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from deeplandscape import storage
 from deeplandscape.data.synth import is_mask_file
@@ -36,11 +37,24 @@ def load_photo(uri: str, size: int) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(storage.read_bytes(uri))) as im:
             return square_resize(np.asarray(im.convert("RGB")), size)
+    except UnidentifiedImageError:
+        raise ValueError(f"cannot read photo {uri}: not a known image format") from None
     except (OSError, ValueError) as e:
         raise ValueError(f"cannot read photo {uri}: {e}") from e
 
 
-def load_video_frames(uri: str, size: int) -> np.ndarray:
+def _readable(uris: list[str], read: Callable[[str], np.ndarray], skipped: list[str]) -> list[np.ndarray]:
+    """`read` of each URI; one that fails is left out and noted in `skipped` with the reason."""
+    out = []
+    for uri in uris:
+        try:
+            out.append(read(uri))
+        except Exception as e:  # noqa: BLE001 - any decoder error: skip the file, say why
+            skipped.append(f"{uri}: {e}")
+    return out
+
+
+def load_video_frames(uri: str, size: int, min_frames: int = 1) -> np.ndarray:
     """All frames of a video, square-resized: [T, size, size, 3] uint8."""
     if storage.is_remote(uri):
         suffix = os.path.splitext(uri)[1]
@@ -50,6 +64,8 @@ def load_video_frames(uri: str, size: int) -> np.ndarray:
             frames, _ = read_video(tmp.name)
     else:
         frames, _ = read_video(storage.resolve(uri)[1])
+    if len(frames) < min_frames:
+        raise ValueError(f"{len(frames)} frame(s), fewer than {min_frames}")
     return np.stack([square_resize(f, size) for f in frames])
 
 
@@ -85,7 +101,11 @@ class TrainingData:
         self.load_resolution = photos.shape[-1]
 
     @classmethod
-    def load(cls, images_uri: str, videos_uri: str, load_resolution: int) -> "TrainingData":
+    def load(cls, images_uri: str, videos_uri: str, load_resolution: int,
+             log: Callable[[str], None] | None = None) -> "TrainingData":
+        """Decode every photo and video under the two folders. A file that cannot be read (or a
+        video of fewer than two frames) is skipped, and `log` is told which and why; only a
+        folder with nothing usable left is an error."""
         if not images_uri or not videos_uri:
             raise ValueError("training needs both data.images (photos) and data.videos (time-lapses)")
         photo_uris = [u for u in storage.list_files(images_uri, PHOTO_SUFFIXES) if not is_mask_file(u)]
@@ -94,10 +114,18 @@ class TrainingData:
             raise FileNotFoundError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) under {images_uri}")
         if not video_uris:
             raise FileNotFoundError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) under {videos_uri}")
-        photos = np.stack([load_photo(u, load_resolution) for u in photo_uris])
-        videos = [load_video_frames(u, load_resolution) for u in video_uris]
+        skipped: list[str] = []
+        photos = _readable(photo_uris, lambda u: load_photo(u, load_resolution), skipped)
+        videos = _readable(video_uris, lambda u: load_video_frames(u, load_resolution, min_frames=2), skipped)
+        for line in skipped:
+            (log or print)(f"skipped {line}")
+        if not photos:
+            raise ValueError(f"no readable photo under {images_uri} ({len(photo_uris)} skipped)")
+        if not videos:
+            raise ValueError(f"no readable video of two or more frames under {videos_uri} "
+                             f"({len(video_uris)} skipped)")
         as_chw = lambda a: torch.from_numpy(np.ascontiguousarray(a)).movedim(-1, -3)  # noqa: E731
-        return cls(as_chw(photos), [as_chw(v) for v in videos])
+        return cls(as_chw(np.stack(photos)), [as_chw(v) for v in videos])
 
     # --- batches -------------------------------------------------------------------------
     def sample_images(self, n: int, resolution: int, gen: torch.Generator, part: slice = slice(None)) -> torch.Tensor:

@@ -17,6 +17,8 @@ import argparse
 import json
 from typing import Any
 
+from deeplandscape.cli_args import path_args
+
 __all__ = ["add_evaluate_parser"]
 
 
@@ -167,6 +169,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--save-stats", metavar="DIR", help="also write the statistics of A and B to DIR/a.npz, DIR/b.npz")
     q.add_argument("--out", default="outputs/evaluate/fid", help="folder for metrics.json and index.html")
     _add_scale_args(q, batch_size=32)
+    path_args(q, inputs=("A", "B", "--inception"), outputs=("--save-stats", "--out"))
     q.set_defaults(fn=cmd_fid)
 
     q = ev.add_parser("fvd", help="FVD between two video collections (I3D on 16-frame clips)")
@@ -185,6 +188,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--save-stats", metavar="DIR", help="also write the statistics of A and B to DIR/a.npz, DIR/b.npz")
     q.add_argument("--out", default="outputs/evaluate/fvd", help="folder for metrics.json and index.html")
     _add_scale_args(q, batch_size=4)
+    path_args(q, inputs=("A", "B", "--i3d"), outputs=("--save-stats", "--out"))
     q.set_defaults(fn=cmd_fvd)
 
     q = ev.add_parser("generation", help="the generation protocol (paper Fig. 6): FID, static LPIPS and SSIM of pairs")
@@ -200,6 +204,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", help="folder for metrics.json and index.html (default RUN/evaluation/generation)")
     _add_scale_args(q, batch_size=16)
+    path_args(q, inputs=("--run-dir", "--real-images"), outputs=("--out",))
     q.set_defaults(fn=cmd_generation)
 
     q = ev.add_parser("animation", help="the animation protocol (paper Fig. 7): animate the first frame of real "
@@ -221,4 +226,5 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", help="folder for metrics.json, index.html and the videos (default RUN/evaluation/animation)")
     q.add_argument("--workers", type=int, default=2, help="Ray Data actors for the metrics")
     q.add_argument("--gpu", action="store_true", help="invert on CUDA, one GPU per metrics actor")
+    path_args(q, inputs=("--run-dir", "--real-videos"), outputs=("--out",))
     q.set_defaults(fn=cmd_animation)

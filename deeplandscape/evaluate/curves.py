@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from deeplandscape import storage
+from deeplandscape.raykit import ensure_ray
 from deeplandscape.video import iter_frames
 
 from . import weights
@@ -204,6 +205,7 @@ def frame_curves(a: str, b: str, settings: CurveSettings = CurveSettings()) -> d
         rows.append({"a": real, "b": u, "mask": mask if mask in masks else ""})
     inception = str(weights.weight_path("inception")) if "fid" in s.metrics else None
     backbone = str(weights.weight_path(_BACKBONE[s.lpips_net])) if "lpips" in s.metrics else None
+    ensure_ray()
     ds = ray.data.from_items(rows)
     ds = ds.map_batches(_CurveActor, fn_constructor_kwargs=dict(settings=dataclasses.asdict(s), inception_path=inception,
                                                                 backbone_path=backbone),

@@ -39,6 +39,7 @@ from PIL import Image
 
 from deeplandscape import storage
 from deeplandscape.config import InvertConfig
+from deeplandscape.raykit import ensure_ray
 from deeplandscape.sample import LoadedModel, load_model, to_uint8
 from deeplandscape.train.latents import Latents, latents_ws, sample_latents, step_generator
 
@@ -237,6 +238,7 @@ def _fake_pipeline(run_dir: str, s: GenerationSettings, prior: np.ndarray | None
     """Statistics of the generated samples and the per-pair values, from a Ray Data actor pool."""
     import ray
 
+    ensure_ray()
     # Weight files resolved here, on the driver, and named to the actors (their environment may differ).
     inception_path = weights.weight_path("inception")
     backbone = {"vgg": "vgg16", "alex": "alexnet"}[s.lpips_net]

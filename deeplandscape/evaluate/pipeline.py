@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from deeplandscape import storage
+from deeplandscape.raykit import ensure_ray
 
 from . import inputs, stats_cache, weights
 from .stats import FeatureStats, frechet_distance
@@ -93,11 +94,14 @@ class FeatureSpec:
             raise weights.MissingWeightsError(weights._missing_message(weights.REGISTRY[self.network], path))
         return path
 
-    def settings(self) -> dict[str, Any]:
-        """Everything that changes the features, for the cache key and metrics.json."""
-        path = self.weights_file()
-        out: dict[str, Any] = {"network": self.network, "weights_file": path.name,
-                               "weights_sha256": _sha256(str(path.resolve())), "preprocess": PREPROCESS_VERSION}
+    def settings(self, with_weights: bool = True) -> dict[str, Any]:
+        """Everything that changes the features, for the cache key and metrics.json.
+        `with_weights=False` (only saved statistics compared): the network file is not needed."""
+        out: dict[str, Any] = {"network": self.network, "weights_file": None, "weights_sha256": None,
+                               "preprocess": PREPROCESS_VERSION}
+        if with_weights:
+            path = self.weights_file()
+            out.update(weights_file=path.name, weights_sha256=_sha256(str(path.resolve())))
         if self.kind == "images":
             out["resolution"] = self.resolution
         else:
@@ -283,6 +287,7 @@ def compute_stats(
     # whose environment ($DEEPLANDSCAPE_WEIGHTS) may differ from the driver's.
     spec = dataclasses.replace(spec, weights_path=str(spec.weights_file()))
     gpu = {"num_gpus": 1} if use_gpu else {}
+    ensure_ray()
     ds = ray.data.from_items(rows)
     ds = ds.map_batches(_FeatureActor, fn_constructor_kwargs=dict(spec=dataclasses.asdict(spec), use_gpu=use_gpu),
                         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, **gpu)
@@ -344,7 +349,7 @@ def collection_stats(
     The info dict says: source, kind, files, features, cache ("hit", "miss", "off" or
     "saved-stats"), computed (rows computed now: 0 on a hit), skipped, seconds.
     """
-    settings = spec.settings()
+    settings = spec.settings(with_weights=not all(inputs.is_stats_file(src) for src in sources))
     results: list[Any] = [None] * len(sources)
     todo: dict[str, tuple[list[int], list[inputs.FileEntry]]] = {}  # key -> (source indices, files)
     for i, src in enumerate(sources):
@@ -410,7 +415,8 @@ def frechet_metric(metric: str, a: str, b: str, spec: FeatureSpec, cache: bool =
     """The Frechet distance between the features of collections `a` and `b`."""
     (sa, ia), (sb, ib) = collection_stats([a, b], spec, cache=cache, **compute_kwargs)
     value = frechet_distance(sa.mean(), sa.cov(), sb.mean(), sb.cov())
-    return MetricResult(metric, value, ia, ib, spec.settings(), (sa, sb))
+    saved_only = inputs.is_stats_file(a) and inputs.is_stats_file(b)
+    return MetricResult(metric, value, ia, ib, spec.settings(with_weights=not saved_only), (sa, sb))
 
 
 def fid(a: str, b: str, resolution: int | None = None, weights_path: str | None = None, cache: bool = True,

@@ -81,6 +81,8 @@ def inversion_config(cfg: Config, preset: str | None = None, overrides: dict | N
         apply_overrides(cfg, keys)
     apply_overrides(cfg, overrides or {})
     validate_invert(cfg.invert)
+    # A relative path typed by the user means their folder, not a Ray worker's.
+    cfg.invert.segmentation_model = storage.absolute(cfg.invert.segmentation_model)
     return cfg.invert
 
 
@@ -276,22 +278,25 @@ def pick_directions(name: str, count: int, explicit: list[str] | None = None) ->
     return [str(d) for d in rng.choice(list(CLOCK_DIRECTIONS), size=count, replace=False)]
 
 
-def list_photos(inputs: list[str]) -> list[str]:
-    """Photo URIs from files, folders and s3:// prefixes (masks and non-images skipped)."""
+def list_photos(inputs: list[str]) -> tuple[list[str], list[dict]]:
+    """Photo URIs from files, folders and s3:// prefixes (masks and non-images skipped), and
+    the inputs that gave none, each {"input", "error"}: the other inputs go on without them."""
     from deeplandscape.data.synth import is_mask_file
 
     found: list[str] = []
+    missing: list[dict] = []
     for item in inputs:
         if storage.is_remote(item) or Path(item).is_dir():
             files = [f for f in storage.list_files(item) if f.lower().endswith(PHOTO_SUFFIXES) and not is_mask_file(f)]
-            if not files:
-                raise FileNotFoundError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) under {item}")
-            found += files
+            if files:
+                found += files
+            else:
+                missing.append({"input": item, "error": f"no photos ({', '.join(PHOTO_SUFFIXES)}) under {item}"})
         elif storage.exists(item):
             found.append(item if storage.is_remote(item) else str(Path(item).resolve()))
         else:
-            raise FileNotFoundError(f"no such photo or folder: {item}")
-    return found
+            missing.append({"input": item, "error": f"no such photo or folder: {item}"})
+    return found, missing
 
 
 def animate_photos(inputs: list[str], run_dir: str, out: str, homographies: int = 5, frames: int = 100,
@@ -299,24 +304,27 @@ def animate_photos(inputs: list[str], run_dir: str, out: str, homographies: int 
                    horizon: float | None = None, outputs: VideoOutputs = VideoOutputs(), device: str = "cpu",
                    log=print, lighting: str = "none", keyframes: str | None = None, superres: bool = False) -> dict:
     """`deeplandscape animate`: every photo in `inputs` -> time-lapses under `out`."""
-    uris = list_photos(inputs)
+    uris, failed = list_photos(inputs)
+    for f in failed:
+        log(f"  skipped: {f['error']}")
+    if not uris:
+        raise FileNotFoundError(f"no photo to animate in {', '.join(inputs)}")
     animator = PhotoAnimator(run_dir, icfg, device, horizon, log, lighting, keyframes, superres)
     names = _unique_names(uris)
-    done, failed = [], []
+    done = []
     batch: list[Photo] = []
     t0 = time.perf_counter()
 
     def flush() -> None:
         if not batch:
             return
-        log(f"inverting {len(batch)} photo(s) with {resolve_method(animator.cfg.method, any(p.dynamic is not None for p in batch))}"
-            f" ({', '.join(p.name for p in batch)})")
+        log(f"inverting {len(batch)} photo(s): {', '.join(p.name for p in batch)}")
         inv = animator.invert(batch)
         for i, photo in enumerate(batch):
             result = animator.write(photo, inv.photo(i), storage.join(out, photo.name),
                                     pick_directions(photo.name, homographies, directions), frames, speed, outputs)
             done.append(result)
-            log(f"  {photo.name}: L1 {' -> '.join(f'{v[0]:.3f}' for v in inv.photo(i).losses.values())}, "
+            log(f"  {photo.name}: {result['method']}, L1 {' -> '.join(f'{v[0]:.3f}' for v in inv.photo(i).losses.values())}, "
                 f"{len(result['directions'])} video(s) in {storage.join(out, photo.name)}")
         batch.clear()
 

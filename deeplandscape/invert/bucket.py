@@ -54,6 +54,7 @@ from deeplandscape.invert.masks import horizon_from_sky, sky_from_dynamic
 from deeplandscape.invert.photos import (
     MAX_PIXELS, Framing, PhotoError, decode_mask, decode_photo, frame, mask_uri_for,
 )
+from deeplandscape.raykit import ensure_ray, require_resources
 
 RUNS_DIR = "_runs"  # OUT/_runs/<run id>/: manifests and summaries; never an output key
 DONE = "done.json"
@@ -170,7 +171,9 @@ def list_inputs(in_prefix: str, out_prefix: str, manifest: str | None, retry: Re
         uris = [u for u in table.column("uri").to_pylist() if u]
         uris = [u if storage.is_remote(u) else storage.resolve(u)[1] for u in uris]
     else:
-        uris = retry(list_photos, [in_prefix], what=f"list {in_prefix}")
+        uris, missing = retry(list_photos, [in_prefix], what=f"list {in_prefix}")
+        if missing:
+            raise FileNotFoundError(missing[0]["error"])
     out = _norm(out_prefix) + "/"
     return [u for u in dict.fromkeys(uris) if not u.startswith(out) and not is_mask_file(u)]
 
@@ -448,6 +451,12 @@ def animate_bucket(job: BucketJob, icfg: InvertConfig, log=print) -> dict:
         from deeplandscape.superres.resolver import output_side
 
         output_side(job.run_dir, 1)
+    # Before Ray starts and anything is written: a job that cannot fit says so at once.
+    require_resources(job.workers * job.cpus_per_worker + 1, job.workers if job.gpu else 0,
+                      f"animate-bucket ({job.workers} actor(s) x {job.cpus_per_worker:g} CPU"
+                      f"{', 1 GPU each' if job.gpu else ''}, + 1 CPU for decoding)",
+                      "use fewer --workers or a smaller --cpus-per-worker", log)
+    ensure_ray(log)
     retry = Retry(**job.retry)
     started, t0 = _now_iso(), time.perf_counter()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
@@ -494,10 +503,6 @@ def _pipeline(job: BucketJob, icfg: InvertConfig, resolution: int, hires_size: i
     """The Ray Data plan: rows {input, key} -> CPU decode tasks -> the animating actor pool."""
     import ray
 
-    cpus = ray.cluster_resources().get("CPU", 0)
-    if not job.gpu and cpus < job.workers * job.cpus_per_worker + 1:
-        print(f"warning: {job.workers} actor(s) x {job.cpus_per_worker} CPU leave no CPU of this cluster's {cpus:g} "
-              "for the decode tasks; the job waits until more nodes join (use fewer --workers)", file=sys.stderr)
     rows_per_block = max(icfg.batch, math.ceil(len(todo) / 10_000))
     ds = ray.data.from_items([{"input": u, "key": k} for u, k in todo],
                              override_num_blocks=max(1, math.ceil(len(todo) / rows_per_block)))

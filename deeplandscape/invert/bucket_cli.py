@@ -9,7 +9,8 @@ import argparse
 import dataclasses
 import json
 
-from deeplandscape.invert.cli import add_animation_args, inversion_overrides
+from deeplandscape.cli_args import path_args
+from deeplandscape.invert.cli import add_animation_args, inversion_overrides, split_directions
 
 
 def cmd_animate_bucket(args: argparse.Namespace) -> int:
@@ -19,10 +20,10 @@ def cmd_animate_bucket(args: argparse.Namespace) -> int:
     )
 
     icfg = inversion_config(model_settings(args.run_dir)[0], args.inversion, inversion_overrides(args))
-    directions = args.directions.split(",") if args.directions else None
-    pick_directions("check", args.homographies, directions)  # bad values fail now, not per photo
+    count, directions = split_directions(args.directions)
+    pick_directions("check", count, directions)  # bad values fail now, not per photo
     job = BucketJob(args.in_prefix, args.out_prefix, args.run_dir, manifest=args.manifest,
-                    homographies=args.homographies, directions=directions, frames=args.frames, speed=args.speed,
+                    homographies=count, directions=directions, frames=args.frames, speed=args.speed,
                     horizon=args.horizon, lighting=args.lighting, keyframes=args.keyframes, superres=args.superres,
                     outputs=dict(fps=args.fps, crf=args.crf, scale=args.scale),
                     workers=args.workers, gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,
@@ -52,4 +53,6 @@ def add_bucket_parser(sub, speed_type) -> None:
     p.add_argument("--retries", type=int, default=5, help="tries of each storage call (backoff x2 between)")
     p.add_argument("--retry-wait", type=float, default=1.0, help="seconds before the first retry")
     p.add_argument("--dry-run", action="store_true", help="print the settings and what would be done")
+    path_args(p, inputs=("IN_PREFIX", "--run-dir", "--manifest", "--segmentation", "--keyframes"),
+              outputs=("OUT_PREFIX",))
     p.set_defaults(fn=cmd_animate_bucket)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from deeplandscape.cli_args import path_args
 from deeplandscape.config import INVERSION_METHODS, parse_set
 
 
@@ -40,8 +41,12 @@ def cmd_train_lighting(args: argparse.Namespace) -> int:
 
 
 def inversion_overrides(args: argparse.Namespace) -> dict[str, str]:
-    """`--set`s, then `--method`, `--segmentation`, `--fit` (see `add_animation_args`)."""
+    """`--set`s (invert.* only: the run's model and training are fixed), then `--method`,
+    `--segmentation`, `--fit` (see `add_animation_args`)."""
     overrides = parse_set(args.overrides)
+    other = sorted(k for k in overrides if not k.startswith("invert."))
+    if other:
+        raise ValueError(f"--set {other[0]}: only invert.* fields can be set here (the run fixes the rest)")
     for flag, key in (("method", "method"), ("segmentation", "segmentation_model"), ("fit", "fit")):
         if getattr(args, flag):
             overrides[f"invert.{key}"] = getattr(args, flag)
@@ -59,13 +64,14 @@ def add_animation_args(p: argparse.ArgumentParser, speed_type) -> None:
                                           "without X.mask.png; a path every worker can read")
     p.add_argument("--fit", choices=["crop", "pad"], help="non-square photos: centre crop (default) or pad and "
                                                          "crop the video back to the photo's shape")
-    p.add_argument("--homographies", type=int, default=5, help="videos per photo, each a different clock direction")
-    p.add_argument("--directions", help="comma-separated clock directions instead, e.g. 3h,9h")
-    p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--directions", type=directions_arg, default=5,
+                   help="videos per photo: a count N (N different clock directions, drawn from the photo's name) "
+                        "or comma-separated clock directions, e.g. 3h,9h (default: 5, as the paper)")
+    p.add_argument("--frames", type=int, default=100, help="frames per video")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate of the mp4s")
     p.add_argument("--speed", type=speed_type, default=2.5, help="motion speed (x2.5 matches real time-lapses)")
     p.add_argument("--horizon", type=float, help="horizon height as a fraction from the top (default: from the mask)")
-    p.add_argument("--crf", type=int, default=18)
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling for viewing")
     p.add_argument("--lighting", default="none",
                    help="none | random | day-to-night | cycle | comma-separated keyframe names (needs train-lighting)")
@@ -75,14 +81,34 @@ def add_animation_args(p: argparse.ArgumentParser, speed_type) -> None:
                         "(needs train-superres); --scale then applies to compare.png only")
 
 
+def directions_arg(value: str) -> int | list[str]:
+    """`--directions`: a count ("5") or a list of clock directions ("3h,9h")."""
+    from deeplandscape.animate.homography import CLOCK_DIRECTIONS
+
+    if value.strip().isdigit():
+        return int(value)
+    names = [d.strip() for d in value.split(",") if d.strip()]
+    unknown = [d for d in names if d not in CLOCK_DIRECTIONS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected a count or clock directions ({', '.join(CLOCK_DIRECTIONS)}), "
+                                         f"got {value!r}")
+    return names
+
+
+def split_directions(value: int | list[str]) -> tuple[int, list[str] | None]:
+    """`--directions` -> (count, explicit list or None), as `pick_directions` takes them."""
+    return (value, None) if isinstance(value, int) else (len(value), value)
+
+
 def cmd_animate(args: argparse.Namespace) -> int:
     from deeplandscape.invert.animate_photos import animate_photos, inversion_config
     from deeplandscape.sample import VideoOutputs, load_model
 
     icfg = inversion_config(load_model(args.run_dir).cfg, args.inversion, inversion_overrides(args))
     outputs = VideoOutputs(fps=args.fps, crf=args.crf, scale=args.scale)
-    summary = animate_photos(args.photos, args.run_dir, args.out, homographies=args.homographies, frames=args.frames,
-                             directions=args.directions.split(",") if args.directions else None, speed=args.speed,
+    count, directions = split_directions(args.directions)
+    summary = animate_photos(args.photos, args.run_dir, args.out, homographies=count, frames=args.frames,
+                             directions=directions, speed=args.speed,
                              icfg=icfg, horizon=args.horizon, outputs=outputs,
                              device="cuda" if args.gpu else "cpu", lighting=args.lighting, keyframes=args.keyframes,
                              superres=args.superres)
@@ -98,6 +124,7 @@ def add_invert_parsers(sub, speed_type) -> None:
     p.add_argument("--gpu", action="store_true", help="one GPU per worker")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in this call (0: no limit)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config, do nothing")
+    path_args(p, inputs=("--run-dir",))
     p.set_defaults(fn=cmd_train_encoder)
 
     p = sub.add_parser("train-lighting", help="train the lighting network A from a run's mapping network")
@@ -106,6 +133,7 @@ def add_invert_parsers(sub, speed_type) -> None:
                    help="override a config field, e.g. --set invert.lighting_steps=5000 (repeatable)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in this call (0: no limit)")
     p.add_argument("--gpu", action="store_true", help="train on CUDA")
+    path_args(p, inputs=("--run-dir",))
     p.set_defaults(fn=cmd_train_lighting)
 
     p = sub.add_parser("animate", help="invert photos into a trained run and write their time-lapses")
@@ -115,4 +143,6 @@ def add_invert_parsers(sub, speed_type) -> None:
     p.add_argument("--out", required=True, help="output folder or s3:// prefix: OUT/<photo>/<direction>.mp4 ...")
     add_animation_args(p, speed_type)
     p.add_argument("--gpu", action="store_true", help="run on CUDA")
+    # PHOTOS: a missing one is listed in summary.json and the others go on
+    path_args(p, inputs=("--run-dir", "--segmentation", "--keyframes"), outputs=("PHOTOS", "--out"))
     p.set_defaults(fn=cmd_animate)

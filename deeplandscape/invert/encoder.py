@@ -24,6 +24,7 @@ from deeplandscape import storage
 from deeplandscape.config import Config
 from deeplandscape.invert.masks import IMAGENET_MEAN, IMAGENET_STD
 from deeplandscape.nets.generator import Generator, level_of
+from deeplandscape.raykit import run_ray_trainer
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint, resume_latest, save_checkpoint
 from deeplandscape.train.latents import generate, latents_ws, sample_latents, step_generator
 from deeplandscape.train.loop import MetricsWriter, WorkerContext, all_reduce_gradients
@@ -195,17 +196,15 @@ def _encoder_worker_entry(loop_config: dict[str, Any]) -> None:
     from deeplandscape.train.launch import ray_worker_context
 
     run_encoder_worker(Config.from_dict(loop_config["config"]), loop_config["run_dir"],
-                       ray_worker_context("deeplandscape.invert"), loop_config.get("max_steps", 0))
+                       ray_worker_context("deeplandscape.invert", loop_config), loop_config.get("max_steps", 0))
 
 
 def train_encoder(cfg: Config, run_dir: str, max_steps: int = 0, log=print):
     """Train E under Ray Train on `scale.workers` workers (resumes from RUN/encoder)."""
-    from deeplandscape.train.launch import run_ray_trainer
-
     if not storage.is_remote(run_dir):
         run_dir = storage.resolve(run_dir)[1]
     ckpt = latest_checkpoint(encoder_dir(run_dir))
     log(f"encoder: {'resuming from step ' + str(ckpt.step) if ckpt else 'new'} in {encoder_dir(run_dir)}; "
         f"{cfg.invert.encoder_kimg:g} kimg, batch {cfg.invert.encoder_batch}, {cfg.scale.workers} worker(s)")
     return run_ray_trainer(_encoder_worker_entry, {"config": cfg.to_dict(), "run_dir": run_dir, "max_steps": max_steps},
-                           cfg, storage.join(encoder_dir(run_dir), "ray"), "ray-train-encoder")
+                           cfg, storage.join(encoder_dir(run_dir), "ray"), "ray-train-encoder", what="train-encoder", log=log)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deeplandscape import storage
 from deeplandscape.data.synth import MASK_SUFFIX
@@ -28,6 +28,14 @@ MAX_PIXELS = 80_000_000  # decompression-bomb guard: ~9000 x 9000; larger files 
 
 class PhotoError(ValueError):
     """A photo cannot be used; the message names the file and what is wrong."""
+
+
+def image_error(e: Exception) -> str:
+    """PIL's error as a reason a person can read (its "cannot identify image file" names the
+    in-memory buffer, `<_io.BytesIO object at 0x...>`, not the file)."""
+    if isinstance(e, UnidentifiedImageError):
+        return "not a known image format"
+    return f"{type(e).__name__}: {e}"
 
 
 def _to_rgb8(im: Image.Image) -> Image.Image:
@@ -63,7 +71,7 @@ def decode_photo(data: bytes, name: str, min_side: int = 1) -> np.ndarray:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise PhotoError(f"{name}: too many pixels (decompression-bomb guard): {e}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:  # PIL's ways of saying "not an image"
-        raise PhotoError(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
+        raise PhotoError(f"{name}: not a readable image ({image_error(e)})") from None
     if min(arr.shape[:2]) < min_side:
         raise PhotoError(f"{name}: {arr.shape[1]}x{arr.shape[0]} is smaller than the model's "
                          f"{min_side} px on its short side")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from deeplandscape.cli_args import path_args
 from deeplandscape.config import parse_set
 
 
@@ -55,4 +56,5 @@ def add_superres_parser(sub) -> None:
     p.add_argument("--rebuild-pairs", action="store_true",
                    help="delete RUN/superres/pairs and build them again (after G or E changed)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config, do nothing")
+    path_args(p, inputs=("--run-dir", "--videos"))
     p.set_defaults(fn=cmd_train_superres)

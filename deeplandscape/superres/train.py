@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from deeplandscape import storage
 from deeplandscape.config import Config, SuperResConfig
+from deeplandscape.raykit import run_ray_trainer
 from deeplandscape.superres.nets import (SCALE, Discriminator, RRDBNet, VGGFeatures, d_ragan_loss, g_ragan_loss,
                                          psnr)
 from deeplandscape.superres.pairs import (PAIR_METHODS, PairSet, PairSettings, build_pairs, check_settings,
@@ -282,7 +283,7 @@ def _superres_worker_entry(loop_config: dict[str, Any]) -> None:
     from deeplandscape.train.launch import ray_worker_context
 
     run_superres_worker(Config.from_dict(loop_config["config"]), loop_config["run_dir"], loop_config["videos"],
-                        ray_worker_context("deeplandscape.superres"), loop_config.get("max_steps", 0))
+                        ray_worker_context("deeplandscape.superres", loop_config), loop_config.get("max_steps", 0))
 
 
 def prepare_superres(cfg: Config, run_dir: str, videos_uri: str, rebuild_pairs: bool = False,
@@ -327,8 +328,6 @@ def prepare_superres(cfg: Config, run_dir: str, videos_uri: str, rebuild_pairs: 
 def train_superres(cfg: Config, run_dir: str, videos_uri: str, max_steps: int = 0, rebuild_pairs: bool = False,
                    log=print):
     """Build the pairs and train the SR network under Ray Train on `scale.workers` workers."""
-    from deeplandscape.train.launch import run_ray_trainer
-
     if not storage.is_remote(run_dir):
         run_dir = storage.resolve(run_dir)[1]
     if videos_uri and not storage.is_remote(videos_uri):
@@ -341,4 +340,4 @@ def train_superres(cfg: Config, run_dir: str, videos_uri: str, max_steps: int = 
         f"batch {sr.batch}, {cfg.scale.workers} worker(s)")
     return run_ray_trainer(_superres_worker_entry,
                            {"config": cfg.to_dict(), "run_dir": run_dir, "videos": videos, "max_steps": max_steps},
-                           cfg, storage.join(superres_dir(run_dir), "ray"), "ray-train-superres")
+                           cfg, storage.join(superres_dir(run_dir), "ray"), "ray-train-superres", what="train-superres", log=log)

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from deeplandscape import storage
 from deeplandscape.evaluate import report
-from deeplandscape.train.launch import ray_storage
+from deeplandscape.raykit import ray_storage
 
 OBJECTIVE = "objective"  # every sweep reports this metric; lower is better
 FINISHED = "finished"  # 1 in a trial's last report when it ran to its end (not stopped by ASHA)

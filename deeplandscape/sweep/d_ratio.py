@@ -32,6 +32,7 @@ from ray.train import UserCallback
 
 from deeplandscape import storage
 from deeplandscape.config import Config, apply_overrides, load_config, read_preset, validate
+from deeplandscape.raykit import ensure_ray
 from deeplandscape.sweep import common
 from deeplandscape.train.schedule import num_phases, phase_at
 
@@ -186,11 +187,15 @@ class DRatioSweep:
     out: str = ""  # table, best.toml and index.html; default: sweeps/NAME (a local folder)
 
     def base_config(self) -> Config:
-        cfg = load_config(self.preset, {"data.images": self.images, "data.videos": self.videos, **self.overrides})
+        # Absolute on the driver: a trial runs in a folder of Tune's, not the user's.
+        cfg = load_config(self.preset, {"data.images": storage.absolute(self.images),
+                                        "data.videos": storage.absolute(self.videos), **self.overrides})
         if self.gpus_per_trial > 0:
             cfg.scale.use_gpu, cfg.scale.workers = True, self.gpus_per_trial
         if self.eval_every > 0:
             cfg.train.log_every = self.eval_every
+        if cfg.scale.cpus_per_worker <= 0:  # auto would give each trial the whole cluster: one CPU per worker
+            cfg.scale.cpus_per_worker = 1
         validate(cfg)
         return cfg
 
@@ -373,7 +378,6 @@ def default_concurrency(cfg: Config) -> int:
 def run_sweep(sweep: DRatioSweep, space: Callable[[Config], dict[str, Any]], objective: ObjectiveSettings,
               scheduler: Callable[[Config], Any], log=print) -> dict[str, Any]:
     """Run (or resume) the sweep; write the table, best.toml and index.html; return them."""
-    import ray
     from ray import tune
 
     from deeplandscape.evaluate import weights
@@ -382,7 +386,7 @@ def run_sweep(sweep: DRatioSweep, space: Callable[[Config], dict[str, Any]], obj
     cfg = sweep.base_config()
     space = space(cfg)
     check_space(cfg, space)
-    real_images = sweep.real_images or sweep.images
+    real_images = storage.absolute(sweep.real_images or sweep.images)
     if not storage.exists(real_images):
         raise FileNotFoundError(f"no real photos at {real_images} (FID needs them; --real-images)")
     # Missing weight files fail here, naming the fetch command; never random weights.
@@ -394,8 +398,7 @@ def run_sweep(sweep: DRatioSweep, space: Callable[[Config], dict[str, Any]], obj
                 "space": common.describe_space(space),
                 "objective": dataclasses.asdict(objective), "real_images": real_images, "samples": sweep.samples}
     common.check_or_record_settings(path, settings, log)
-    if not ray.is_initialized():
-        ray.init()
+    ensure_ray(log, dashboard=True)  # Tune stops trials: Ray Train cleans up through the state API
     stats = real_statistics(real_images, resolutions, inception, storage.join(path, "real-stats"), log)
     priors = ({r: prior_static_mask(real_images, r)[0].tolist() for r in resolutions}
               if objective.masks == "prior" else None)

@@ -27,6 +27,7 @@ import torch
 
 from deeplandscape import storage
 from deeplandscape.config import InvertConfig, read_preset
+from deeplandscape.raykit import ensure_ray
 from deeplandscape.sweep import common
 
 METRICS = ("rec_lpips", "static_motion", "rec_l1")
@@ -184,7 +185,10 @@ def check_inputs(sweep: InversionSweep, settings: ObjectiveSettings, log=print):
     run_cfg = load_model(sweep.run_dir).cfg  # FileNotFoundError when it holds no checkpoint
     icfg = inversion_config(run_cfg, sweep.preset, sweep.overrides)
     weights.weight_path({"vgg": "vgg16", "alex": "alexnet"}[settings.lpips_net])  # names the fetch command
-    uris = list_photos(sweep.photos)[: sweep.max_photos]
+    uris, missing = list_photos(sweep.photos)
+    if missing:
+        raise FileNotFoundError(missing[0]["error"])
+    uris = uris[: sweep.max_photos]
     animator = PhotoAnimator(sweep.run_dir, dataclasses.replace(icfg, batch=len(uris)), log=lambda _m: None)
     unmasked = []
     for uri in uris:
@@ -226,8 +230,7 @@ def run_sweep(sweep: InversionSweep, space: Callable[[InvertConfig], dict[str, A
                 "objective": dataclasses.asdict(settings),
                 "report_every": sweep.report_every, "samples": sweep.samples}
     common.check_or_record_settings(path, recorded, log)
-    if not ray.is_initialized():
-        ray.init()
+    ensure_ray(log, dashboard=True)  # Tune stops trials: Ray Train cleans up through the state API
     backbone = {"vgg": "vgg16", "alex": "alexnet"}[settings.lpips_net]
     consts = {"run_dir": sweep.run_dir if storage.is_remote(sweep.run_dir) else storage.resolve(sweep.run_dir)[1],
               "photos": uris, "preset": sweep.preset, "overrides": sweep.overrides, "settings": settings,

@@ -13,15 +13,16 @@ from typing import Any
 
 from deeplandscape import storage
 from deeplandscape.config import Config
-from deeplandscape.data.stream import training_datasets
+from deeplandscape.raykit import RELAY_KEY, ensure_ray, fit_cpus_per_worker, relay_log, run_ray_trainer
+from deeplandscape.data.stream import resolve_source, training_datasets
 from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.train.schedule import global_batch, learning_rate, num_phases, phase_at
 
 
-def ray_worker_context(logger: str):
-    """The `WorkerContext` of a Ray Train worker, logging through `logging` (Ray Train's print
-    patch sends print() to the log twice) with Ray Train's per-report INFO lines ("Reporting
-    training result ...", logged by a module logger named after its file) turned down."""
+def ray_worker_context(logger: str, loop_config: dict[str, Any]):
+    """The `WorkerContext` of a Ray Train worker. Its `log` writes through `logging` (Ray
+    Train's print patch sends print() to the log twice) and to the driver's terminal (the
+    `LogRelay` in `loop_config`); Ray Train's per-report INFO lines are turned down."""
     import logging
 
     import ray.train
@@ -29,7 +30,6 @@ def ray_worker_context(logger: str):
 
     from deeplandscape.train.loop import WorkerContext
 
-    logging.getLogger("deeplandscape").setLevel(logging.INFO)
     try:
         from ray.train.v2._internal.execution import context as _ray_context
 
@@ -39,7 +39,7 @@ def ray_worker_context(logger: str):
     context = ray.train.get_context()
     return WorkerContext(rank=context.get_world_rank(), world_size=context.get_world_size(),
                          device=ray.train.torch.get_device(), report=lambda metrics: ray.train.report(metrics),
-                         log=logging.getLogger(logger).info)
+                         log=relay_log(loop_config.get(RELAY_KEY), logger))
 
 
 def _worker_entry(loop_config: dict[str, Any]) -> None:
@@ -50,7 +50,7 @@ def _worker_entry(loop_config: dict[str, Any]) -> None:
 
     cfg = Config.from_dict(loop_config["config"])
     run_dir = loop_config["run_dir"]
-    ctx = ray_worker_context("deeplandscape.train")
+    ctx = ray_worker_context("deeplandscape.train", loop_config)
     if ctx.rank == 0:
         import torch
 
@@ -100,20 +100,36 @@ def prepare_run_dir(cfg: Config, run_dir: str) -> str:
 
 
 def train(cfg: Config, run_dir: str, log=print, metrics_fn=None, callbacks: list | None = None):
-    """Train with Ray Train's TorchTrainer on `scale.workers` workers; returns Ray's Result.
+    """Train with Ray Train's TorchTrainer on `scale.workers` workers; returns Ray's Result,
+    or None when the run directory holds a finished run (said at once, without starting Ray).
 
     A sweep's trial passes `metrics_fn` (see `_worker_entry`) and `callbacks` (Ray Tune's
     `TuneReportCallback`, which forwards every report to Tune)."""
     check_uris(cfg, run_dir)
-    if not storage.is_remote(run_dir):
-        run_dir = storage.resolve(run_dir)[1]
+    run_dir = storage.absolute(run_dir)
+    cfg.data.images, cfg.data.videos = storage.absolute(cfg.data.images), storage.absolute(cfg.data.videos)
+    finished = finished_run(cfg, run_dir)
+    if finished:
+        log(finished)
+        return None
+    stream = resolve_source(cfg) == "stream"
+    fit_cpus_per_worker(cfg, 1 if stream else 0, "training", log)  # before Ray starts: a misfit says so at once
     log(prepare_run_dir(cfg, run_dir))
     log(describe_plan(cfg))
-    loop_config = {"config": cfg.to_dict(), "run_dir": run_dir,
-                   **({"metrics_fn": metrics_fn} if metrics_fn is not None else {})}
+    ensure_ray(log)
+    loop_config = {"run_dir": run_dir, **({"metrics_fn": metrics_fn} if metrics_fn is not None else {})}
     return run_ray_trainer(_worker_entry, loop_config, cfg, storage.join(run_dir, "ray"), name="ray-train",
-                           datasets=training_datasets(cfg),  # None unless data.source streams
-                           callbacks=callbacks)
+                           datasets=training_datasets(cfg) if stream else None, callbacks=callbacks,
+                           stream_cpus=1 if stream else 0, log=log)
+
+
+def finished_run(cfg: Config, run_dir: str) -> str | None:
+    """A line saying the run directory's run has reached `train.total_kimg`, else None."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None or ckpt.images_seen < int(cfg.train.total_kimg * 1000):
+        return None
+    return (f"{run_dir} is finished: {ckpt.images_seen / 1000:g} of {cfg.train.total_kimg:g} kimg (step {ckpt.step}); "
+            f"nothing to do (raise train.total_kimg with --set to train further)")
 
 
 def check_uris(cfg: Config, run_dir: str) -> None:
@@ -122,37 +138,3 @@ def check_uris(cfg: Config, run_dir: str) -> None:
     storage.check_no_credentials(run_dir, "--run-dir")
     storage.check_no_credentials(cfg.data.images, "data.images")
     storage.check_no_credentials(cfg.data.videos, "data.videos")
-
-
-def ray_storage(storage_path: str) -> dict[str, Any]:
-    """`RunConfig` storage arguments. For a bucket the pyarrow filesystem is passed explicitly
-    (with the path inside it, no scheme), so Ray Train's own files go through the same
-    filesystem and endpoint as ours (`AWS_ENDPOINT_URL`, see storage.py). Credentials are not
-    part of it: each process takes them from its own environment or instance profile."""
-    if not storage.is_remote(storage_path):
-        return {"storage_path": storage_path}
-    fs, path = storage.resolve(storage_path)
-    return {"storage_path": path, "storage_filesystem": fs}
-
-
-def run_ray_trainer(entry, loop_config: dict[str, Any], cfg: Config, storage_path: str, name: str,
-                    datasets: dict[str, Any] | None = None, callbacks: list | None = None):
-    """Run `entry(loop_config)` on `scale.workers` Ray Train workers; returns Ray's Result."""
-    import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    if not ray.is_initialized():
-        ray.init(log_to_driver=True)
-    s = cfg.scale
-    trainer = TorchTrainer(
-        entry,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=s.workers, use_gpu=s.use_gpu,
-                                     resources_per_worker={"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}),
-        run_config=RunConfig(name=name, **ray_storage(storage_path),
-                             failure_config=FailureConfig(max_failures=s.max_failures),
-                             callbacks=callbacks),  # sweeps: Tune's TuneReportCallback
-        datasets=datasets,
-    )
-    return trainer.fit()

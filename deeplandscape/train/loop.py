@@ -327,7 +327,8 @@ def run_worker(cfg: Config, run_dir: str, ctx: WorkerContext | None = None,
     """
     ctx = ctx or WorkerContext()
     t = cfg.train
-    data = open_training_data(cfg)  # data.source: in memory (exact resume) or Ray Data streams
+    # data.source: in memory (exact resume) or Ray Data streams; rank 0 says which files it skipped
+    data = open_training_data(cfg, ctx.log if ctx.rank == 0 else lambda line: None)
     trainer = Trainer(cfg, data, ctx)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:

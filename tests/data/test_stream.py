@@ -15,8 +15,6 @@ from deeplandscape.data.prepare import prepare
 from deeplandscape.data.stream import StreamingData, open_training_data, resolve_source, training_datasets
 from deeplandscape.data.training import TrainingData
 from deeplandscape.data.transforms import decode_image
-from deeplandscape.train.checkpoint import latest_checkpoint
-from deeplandscape.train.launch import train
 from tests.conftest import tiny_config
 
 
@@ -125,17 +123,3 @@ def test_two_ray_train_workers_get_disjoint_shards(local_ray, synth_data, shards
     frames = [{tuple(x) for x in s["frames"]} for s in seen]
     assert len(frames[0]) == len(frames[1]) == 24 and not frames[0] & frames[1]
     assert len(frames[0] | frames[1]) == 4 * 12  # every frame of the 4 videos once
-
-
-def test_tiny_training_run_streams_under_ray_train(local_ray, synth_data, shards, tmp_path):
-    """A few steps across the 8 -> 16 px phase change, data streamed by Ray Data."""
-    cfg = stream_config(synth_data, shards, **{
-        "train.batch": '{"8": 8}', "train.phase_kimg": "0.016", "train.fade_kimg": "0.008",
-        "train.max_steps": "4", "train.log_every": "2", "train.checkpoint_kimg": "1000", "train.sample_kimg": "0",
-        "scale.cpus_per_worker": "1"})  # the other CPU decodes
-    train(cfg, str(tmp_path / "run"), log=lambda line: None)
-    ckpt = latest_checkpoint(str(tmp_path / "run"))
-    assert ckpt is not None and ckpt.step == 4
-    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [(m["step"], m["resolution"]) for m in metrics] == [(2, 8), (4, 16)]
-    assert all(np.isfinite(v) for m in metrics for k, v in m.items() if k.startswith(("D_", "G_")))

@@ -19,8 +19,8 @@ from deeplandscape.data.synth import write_dataset
 from deeplandscape.evaluate import report
 from deeplandscape.evaluate.fid import fid_from_folders
 from deeplandscape.evaluate.generation import MaskSpec, StaticMasks, pair_latents, render_pairs
-from deeplandscape.evaluate.pipeline import load_stats_file
-from deeplandscape.evaluate.stats import FeatureStats
+from deeplandscape.evaluate.pipeline import load_stats_file, save_stats
+from deeplandscape.evaluate.stats import FeatureStats, frechet_distance
 from deeplandscape.train.loop import WorkerContext, run_worker
 from tests.conftest import MOTO_SECRET, noisy_tiny_generator, tiny_config
 from tests.fresh_ray import run_commands
@@ -130,6 +130,19 @@ def test_missing_weights_is_a_clear_cli_error(tmp_path, monkeypatch, capsys):
     assert main(["evaluate", "fid", str(a), str(a), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "pt_inception-2015-12-05-6726825d.pth" in err and "deeplandscape weights fetch inception" in err
+
+
+def test_fid_of_two_saved_statistics_needs_no_inception_file(tmp_path, monkeypatch, capsys):
+    """Two `.npz` files hold everything the distance needs: no network file is asked for."""
+    monkeypatch.setenv("DEEPLANDSCAPE_WEIGHTS", str(tmp_path / "empty"))
+    rng = np.random.default_rng(0)
+    a, b = FeatureStats.of(rng.normal(size=(64, 2048))), FeatureStats.of(rng.normal(0.3, 1.0, size=(64, 2048)))
+    save_stats(a, str(tmp_path / "a.npz"))
+    save_stats(b, str(tmp_path / "b.npz"))
+    assert main(["evaluate", "fid", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--out", str(tmp_path / "o")]) == 0
+    expected = frechet_distance(a.mean(), a.cov(), b.mean(), b.cov())
+    assert f"FID {expected:.6f}" in capsys.readouterr().out
+    assert json.loads((tmp_path / "o/metrics.json").read_text())["settings"]["weights_file"] is None
 
 
 # ---------------------------------------------------------------- evaluate fvd, with curves

@@ -9,10 +9,6 @@ import numpy as np
 from PIL import Image
 
 from deeplandscape.cli import main
-from deeplandscape.config import Config, apply_overrides, parse_set
-from deeplandscape.invert.encoder import encoder_dir, run_encoder_worker
-from deeplandscape.sample import load_model
-from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.video import probe_video, read_video
 
 
@@ -26,7 +22,7 @@ def test_animate_a_folder_with_a_bad_file_and_a_portrait_photo(tmp_path, tiny_ru
     portrait = np.asarray(Image.open(synth_data / "photos" / "00002.png"))[:, 16:48]  # 64 tall, 32 wide
     Image.fromarray(portrait).save(photos / "portrait.png")
     out = tmp_path / "out"
-    code = main(["animate", str(photos), "--run-dir", str(tiny_run), "--out", str(out), "--homographies", "2",
+    code = main(["animate", str(photos), "--run-dir", str(tiny_run), "--out", str(out), "--directions", "2",
                  "--frames", "6", "--fit", "pad", "--set", "invert.opt_steps=5", "--set", "invert.finetune_steps=5"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -44,18 +40,3 @@ def test_animate_a_folder_with_a_bad_file_and_a_portrait_photo(tmp_path, tiny_ru
     assert info.height == 32 and info.width == 16  # the 32 px square, cropped back to the photo's 1:2
     frames, _ = read_video(next((out / "00000").glob("*.mp4")))
     assert frames.shape == (6, 32, 32, 3)
-
-
-def test_train_encoder_resumes_under_ray(tmp_path, tiny_run, local_ray):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run / "checkpoints", run / "checkpoints")
-    sets = ["invert.encoder_batch=8", "invert.encoder_log_every=1"]
-    assert main(["train-encoder", "--run-dir", str(run), "--max-steps", "3", *(a for s in sets for a in ("--set", s))]) == 0
-    assert latest_checkpoint(encoder_dir(str(run))).step == 3
-    # The second call resumes. In-process (the function every Ray Train worker runs), to pay
-    # Ray Train's start once in this test.
-    cfg = apply_overrides(Config.from_dict(load_model(str(run)).cfg.to_dict()), parse_set(sets))
-    run_encoder_worker(cfg, str(run), max_steps=3)
-    assert latest_checkpoint(encoder_dir(str(run))).step == 6
-    steps = [json.loads(line)["step"] for line in (run / "encoder" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4, 5, 6]

@@ -35,7 +35,7 @@ from tests.conftest import MOTO_KEY_ID, MOTO_SECRET
 
 BUCKET = "dl-bucket-job"
 KEY_ID, SECRET = MOTO_KEY_ID, MOTO_SECRET  # dummy credentials that must never show up in outputs
-FAST = ["--frames", "4", "--homographies", "2", "--set", "invert.opt_steps=5", "--set", "invert.finetune_steps=5",
+FAST = ["--frames", "4", "--directions", "2", "--set", "invert.opt_steps=5", "--set", "invert.finetune_steps=5",
         "--retry-wait", "0.5"]
 
 

@@ -129,7 +129,7 @@ def test_day_to_night_darkens_a_photo_monotonically(lit_run, synth_data):
 def test_animate_with_lighting_from_the_command_line(lit_run, synth_data, tmp_path, capsys):
     out = tmp_path / "out"
     photo = synth_data / "photos" / "00001.png"
-    common = ["animate", str(photo), "--run-dir", str(lit_run), "--homographies", "1", "--frames", "8",
+    common = ["animate", str(photo), "--run-dir", str(lit_run), "--directions", "1", "--frames", "8",
               "--set", "invert.opt_steps=3", "--set", "invert.finetune_steps=3"]
     assert main(common + ["--out", str(out), "--lighting", "cycle"]) == 0
     frames, _ = read_video(next((out / "00001").glob("*.mp4")))
@@ -161,7 +161,7 @@ def test_the_bucket_job_changes_the_light_too(lit_run, synth_data, tmp_path, loc
     src.mkdir()
     for suffix in (".png", ".mask.png"):  # the photo of the monotonic test above
         shutil.copy(synth_data / "photos" / f"00003{suffix}", src / f"00003{suffix}")
-    common = ["animate-bucket", str(src), str(out), "--run-dir", str(lit_run), "--homographies", "1", "--frames", "9",
+    common = ["animate-bucket", str(src), str(out), "--run-dir", str(lit_run), "--directions", "1", "--frames", "9",
               "--speed", "0", "--set", "invert.opt_steps=5", "--set", "invert.finetune_steps=5"]
     assert main(common + ["--lighting", "day-to-night"]) == 0
     done = json.loads((out / "00003" / "done.json").read_text())

@@ -93,7 +93,7 @@ def test_animate_superres_without_a_network_names_the_command(tiny_run, textured
 
 def test_the_bucket_job_super_resolves_too(sr_run, textured_photo, tmp_path, local_ray):
     out = tmp_path / "out"
-    assert main(["animate-bucket", str(textured_photo), str(out), "--run-dir", str(sr_run), "--homographies", "1",
+    assert main(["animate-bucket", str(textured_photo), str(out), "--run-dir", str(sr_run), "--directions", "1",
                  "--frames", "4", "--set", "invert.opt_steps=3", "--set", "invert.finetune_steps=3",
                  "--superres"]) == 0
     done = json.loads((out / "rocks" / "done.json").read_text())

@@ -64,9 +64,11 @@ def test_train_superres_says_what_is_missing(tmp_path, tiny_run, capsys):
         assert main(["train-superres", "--run-dir", str(run), "--videos", str(videos)]) == 2
         return capsys.readouterr().err
 
+    assert f"--run-dir {run}: no such file or folder" in error(empty)  # on the driver, before anything starts
+    run.mkdir()
     assert "train first (deeplandscape train)" in error(empty)
     shutil.copytree(tiny_run / "checkpoints", run / "checkpoints")
     assert f"deeplandscape train-encoder --run-dir {run}" in error(empty)  # the pairs' inversion starts from E
     shutil.copytree(tiny_run / "encoder" / "checkpoints", run / "encoder" / "checkpoints")
     assert f"no videos (.mp4, .mov, .mkv, .webm, .avi) found at {empty}" in error(empty)
-    assert f"no such folder: {tmp_path / 'nowhere'}" in error(tmp_path / "nowhere")
+    assert f"--videos {tmp_path / 'nowhere'}: no such file or folder" in error(tmp_path / "nowhere")

@@ -91,7 +91,7 @@ def test_static_motion_measures_what_the_animation_moves_outside_sky_and_water(t
     run = load_model(str(tiny_run))
     icfg = dataclasses.replace(run.cfg.invert, batch=2, method="EOIFS")
     animator = PhotoAnimator(str(tiny_run), icfg, log=lambda _m: None)
-    photos = [animator.read(u) for u in list_photos([str(synth_data / "photos")])[:2]]
+    photos = [animator.read(u) for u in list_photos([str(synth_data / "photos")])[0][:2]]
     lpips = MaskedLPIPS("vgg", "cpu", image_stand_ins / "vgg16-397923af.pth")
     progress = Progress(animator, photos, lpips, ObjectiveSettings(frames=4), 5, lambda _m: None)
     G, r = animator.inverter.G, animator.resolution

@@ -1,0 +1,44 @@
+"""What every subcommand's arguments share: paths resolved on the driver, one-line path errors.
+
+Ray workers do not run in the user's working directory, so a relative path typed in a shell
+(`--images data/photos`) must become absolute before it reaches them. Each subcommand names
+its path arguments once, next to its parser:
+
+    path_args(p, inputs=("--images", "--videos"), outputs=("--run-dir",))
+
+`resolve_path_args(args)` (called by `deeplandscape.cli.main` before the command runs) makes
+every local one absolute against the working directory and stops, in one line naming the
+flag, at an input that does not exist. `s3://` URIs are left as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from deeplandscape import storage
+
+
+def path_args(p: argparse.ArgumentParser, inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = ()) -> None:
+    """Declare `p`'s path arguments by flag (`--run-dir`) or positional name (`PHOTOS`).
+
+    inputs: must exist (a file or folder); outputs: made absolute only (created later, or
+    inputs whose absence the command reports itself, such as one photo of many)."""
+    p.set_defaults(_input_paths=inputs, _output_paths=outputs)
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_").lower()
+
+
+def resolve_path_args(args: argparse.Namespace) -> None:
+    """Make the declared paths of `args` absolute; FileNotFoundError for a missing input."""
+    declared = [(flag, False) for flag in getattr(args, "_output_paths", ())]
+    declared += [(flag, True) for flag in getattr(args, "_input_paths", ())]
+    for flag, must_exist in declared:
+        value = getattr(args, _dest(flag), None)
+        items = value if isinstance(value, list) else [value]
+        for v in items:
+            if must_exist and isinstance(v, str) and v and not storage.is_remote(v) and not storage.exists(v):
+                raise FileNotFoundError(f"{flag} {v}: no such file or folder")
+        resolved = [storage.absolute(v) if isinstance(v, str) else v for v in items]
+        setattr(args, _dest(flag), resolved if isinstance(value, list) else resolved[0])

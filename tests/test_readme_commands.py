@@ -1,0 +1,253 @@
+"""The README's commands, run as a user runs them.
+
+Each command is taken from README.md character for character (a test fails when the README
+changes without it), run by `bash` in a fresh process whose working directory is a temporary
+folder, with relative paths, no Ray started beforehand and Ray's environment as a user has it
+(no RAY_ADDRESS, no RAY_AUTH_MODE). Flags appended to a command only make it tiny and fast
+(`--set train.total_kimg=...`). Each asserts what a user would look for, and that the terminal
+shows our lines, not Ray's internal ones.
+
+The commands share one working folder, as in the README's walk-through: the data of `synth`,
+the run that `train` makes, the encoder of `train-encoder`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from deeplandscape.animate.homography import load_motions
+from deeplandscape.config import Config, apply_overrides, parse_set
+from deeplandscape.invert.encoder import encoder_dir, run_encoder_worker
+from deeplandscape.sample import load_model
+from deeplandscape.train.checkpoint import latest_checkpoint
+from deeplandscape.video import probe_video, read_video
+
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text()
+BIN = Path(sys.executable).parent
+
+# Ray's internal output: worker-prefixed lines, its log records, C++ logs, tracebacks, progress bars.
+RAY_NOISE = re.compile(r"pid=\d+\)|^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+(INFO|WARNING|ERROR)|core_worker|raylet"
+                       r"|Traceback|\[repeated \d+x|Running Dataset|Execution plan|Tip: |PlacementGroup|✔️|\x1b\[")
+
+# Tiny settings appended to README commands (the README's own values are for a real first run):
+# 32 px from the start, 16 images a step, 20 steps, a checkpoint and a snapshot every 10.
+# (A re-run with a longer schedule resumes: tests/train/test_s3_run.py runs that command.)
+FAST_TRAIN = ["--set", "train.start_resolution=32", "--set", "train.log_every=5", "--set", "train.sample_kimg=0.16",
+              "--set", "train.checkpoint_kimg=0.16", "--set", "train.total_kimg=0.32"]
+TRAIN = "deeplandscape train --config tiny --images data/photos --videos data/videos --run-dir runs/exp1"
+FAST_INVERT = ["--set", "invert.opt_steps=4", "--set", "invert.finetune_steps=4"]
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell with the project installed: our venv on PATH, no Ray
+    variables that the test session set for itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **extra}
+
+
+def readme_command(command: str) -> str:
+    """`command` as the README shows it (it must be there, on one line)."""
+    assert command in README, f"the README no longer shows: {command}"
+    return command
+
+
+def run(cwd: Path, command: str, *extra: str, timeout: float = 300, env: dict | None = None,
+        expect: int = 0, insert: tuple[str, str] | None = None) -> str:
+    """Run a README command in `cwd` as a user would, `extra` appended (and `insert[1]` put
+    after `insert[0]`: another positional argument); its terminal output (stdout + stderr)."""
+    line = readme_command(command)
+    if insert:
+        line = line.replace(insert[0], f"{insert[0]} {insert[1]}", 1)
+    line = " ".join([line, *map(shlex.quote, extra)])
+    done = subprocess.run(["bash", "-c", line], cwd=cwd, env=env or user_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    assert done.returncode == expect, f"$ {line}\nexit {done.returncode}:\n{done.stdout[-4000:]}"
+    noise = [ln for ln in done.stdout.splitlines() if RAY_NOISE.search(ln)]
+    assert not noise, f"$ {line}\nRay's internal output on the terminal:\n" + "\n".join(noise[:20])
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """The README's first two steps in a fresh folder: synthetic data, then a tiny trained run."""
+    cwd = tmp_path_factory.mktemp("user")
+    out = run(cwd, "deeplandscape synth data --images 32 --videos 4 --frames 16 --size 64", timeout=120)
+    assert "wrote 32 photos and 4 videos" in out
+    (cwd / "data/photos/empty.jpg").write_bytes(b"")  # one unreadable photo: skipped with a reason
+    out = run(cwd, TRAIN, *FAST_TRAIN, timeout=600)
+    assert re.search(r"skipped \S*data/photos/empty\.jpg: .*not a known image format", out), out
+    assert "Ray: started a local Ray" in out and re.search(r"step\s+\d+\s+kimg", out), out
+    assert "done: checkpoints/, metrics.jsonl and samples/ are in" in out
+    return cwd
+
+
+def test_train_writes_a_run_and_a_finished_run_says_so_without_starting_ray(work):
+    run_dir = work / "runs/exp1"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["data"]["images"] == str(work / "data/photos") and config["train"]["total_kimg"] == 0.32
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-00000010", "step-00000020"]
+    assert [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [5, 10, 15, 20]
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert probe_video(run_dir / "samples/video-000000.2.mp4").num_frames == 16
+    out = run(work, TRAIN, *FAST_TRAIN, timeout=60)
+    assert "is finished" in out and "Ray:" not in out
+    out = run(work, TRAIN, "--dry-run", timeout=60)
+    assert "phase 0" in out and "Ray:" not in out
+
+
+def test_sample_in_one_process_and_on_ray_data_name_files_alike(work):
+    out = run(work, "deeplandscape sample --run-dir runs/exp1 --out samples --videos 4 --frames 60 --direction 3h",
+              "--videos", "2", "--frames", "10", "--fps", "12", "--scale", "2", "--speed", "x2.5", "--gif")
+    assert "wrote 2 videos, grid.png and manifest.parquet" in out
+    for i in range(2):
+        frames, fps = read_video(work / f"samples/sample-{i:04d}-3h.mp4")
+        assert frames.shape == (10, 64, 64, 3) and fps == 12  # the 32 px model, --scale 2
+        assert Image.open(work / f"samples/sample-{i:04d}-3h.jpg").size == (64, 64)
+        assert Image.open(work / f"samples/sample-{i:04d}-3h.gif").n_frames == 10
+    assert np.asarray(Image.open(work / "samples/grid.png")).shape == (2 * 64, 6 * 64, 3)
+    # Through Ray Data: an actor pool loading the generator once per actor; the same names.
+    out = run(work, "deeplandscape sample --run-dir runs/exp1 --out samples-ray --videos 4 --frames 60 --workers 2",
+              "--videos", "5", "--frames", "6")
+    assert "wrote 5 videos (0 failed), grid.png and manifest.parquet" in out
+    rows = pq.read_table(work / "samples-ray/manifest.parquet").to_pylist()
+    assert [r["seed"] for r in rows] == [0, 1, 2, 3, 4] and not any(r["error"] for r in rows)
+    for r in rows:
+        assert Path(r["uri"]).name == f"sample-{r['seed']:04d}-{r['direction']}.mp4"
+        assert probe_video(r["uri"]).num_frames == 6
+    assert len({r["direction"] for r in rows}) > 1  # "random" (the default) draws per video
+    assert (work / "samples-ray/grid.png").is_file() and (work / "samples/manifest.parquet").is_file()
+
+
+def test_calibrate_motion_then_sample_with_the_measured_motions(work):
+    out = run(work, "deeplandscape calibrate-motion --videos data/videos --out motions.json")
+    assert "wrote the motions to" in out and (work / "motions.report.json").is_file()
+    motions = load_motions(work / "motions.json")
+    assert {f"{h}h" for h in range(1, 13)} <= set(motions) and "measured-1" in motions
+    run(work, "deeplandscape sample --run-dir runs/exp1 --out samples-measured --homographies motions.json "
+              "--direction 3h", "--videos", "1", "--frames", "8")
+    assert len(list((work / "samples-measured").glob("*.mp4"))) == 1
+
+
+@pytest.fixture(scope="module")
+def shards(work):
+    out = run(work, "deeplandscape prepare --images data/photos --videos data/videos --out shards")
+    assert re.search(r"prepared 32 photos and 4 videos .* skipped 1 file", out), out
+    return work / "shards"
+
+
+def test_prepare_then_train_from_the_shards_streams_on_two_cores(work, shards):
+    """A few steps across the 8 -> 16 px phase change, the data streamed by Ray Data on the CPU
+    the training worker leaves free."""
+    out = run(work, "deeplandscape train --config tiny --images shards --run-dir runs/streamed",
+              "--set", 'train.batch={"8": 8}', "--set", "train.phase_kimg=0.016", "--set", "train.fade_kimg=0.008",
+              "--set", "train.max_steps=4", "--set", "train.log_every=2", "--set", "train.sample_kimg=0")
+    assert "1 worker(s) on cpu, 1 torch thread(s) each" in out and "done:" in out
+    metrics = [json.loads(line) for line in (work / "runs/streamed/metrics.jsonl").read_text().splitlines()]
+    assert [(m["step"], m["resolution"]) for m in metrics] == [(2, 8), (4, 16)]
+    assert all(np.isfinite(v) for m in metrics for k, v in m.items() if k.startswith(("D_", "G_")))
+
+
+def test_train_encoder_then_animate_photos_with_one_missing(work):
+    sets = ["invert.encoder_batch=8", "invert.encoder_log_every=1"]
+    out = run(work, "deeplandscape train-encoder --run-dir runs/exp1", "--max-steps", "3",
+              *(a for s in sets for a in ("--set", s)))
+    assert "done: encoder checkpoints" in out and re.search(r"encoder step\s+3", out), out
+    assert latest_checkpoint(encoder_dir(str(work / "runs/exp1"))).step == 3
+    # A second call resumes. In-process (the function every Ray Train worker runs), to pay Ray
+    # Train's start once.
+    cfg = apply_overrides(Config.from_dict(load_model(str(work / "runs/exp1")).cfg.to_dict()), parse_set(sets))
+    run_encoder_worker(cfg, str(work / "runs/exp1"), max_steps=3)
+    steps = [json.loads(line)["step"] for line in (work / "runs/exp1/encoder/metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    out = run(work, "deeplandscape animate data/photos/00000.png data/photos/00001.png --run-dir runs/exp1 "
+                    "--out animated --directions 2 --frames 60", "--frames", "8", *FAST_INVERT,
+              insert=("data/photos/00001.png", "missing.jpg"))
+    assert "skipped: no such photo or folder" in out and "EOIFS" in out
+    summary = json.loads((work / "animated/summary.json").read_text())
+    assert summary["animated"] == 2 and [f["input"] for f in summary["failed"]] == [str(work / "missing.jpg")]
+    videos = sorted((work / "animated/00000").glob("*.mp4"))
+    assert len(videos) == 2 and probe_video(videos[0]).num_frames == 8
+
+
+def test_animate_bucket_from_a_shell(work):
+    # A manifest picks two of the photos and the empty file, to keep the job short.
+    uris = [str(work / "data/photos" / n) for n in ("00003.png", "00004.png", "empty.jpg")]
+    pq.write_table(pa.table({"uri": uris}), work / "pick.parquet")
+    out = run(work, "deeplandscape animate-bucket data/photos animated-bucket --run-dir runs/exp1 --directions 2 "
+                    "--frames 60", "--manifest", "pick.parquet", "--directions", "1", "--frames", "6", *FAST_INVERT)
+    assert "Ray has not been started" not in out
+    assert len(list((work / "animated-bucket").glob("*/done.json"))) == 2
+    summary = json.loads(next((work / "animated-bucket/_runs").glob("*/summary.json")).read_text())
+    assert summary["ok"] == 2 and summary["failed"] == 1
+
+
+def test_lighting_from_a_shell(work):
+    out = run(work, "deeplandscape train-lighting --run-dir runs/exp1", "--max-steps", "40",
+              "--set", "invert.lighting_log_every=20")
+    assert "done:" in out
+    run(work, "deeplandscape animate data/photos/00002.png --run-dir runs/exp1 --out lit --lighting day-to-night "
+              "--directions 1 --frames 90", "--frames", "12", *FAST_INVERT)
+    assert probe_video(next((work / "lit/00002").glob("*.mp4"))).num_frames == 12
+
+
+# --- bad input and would-be hangs: one line, at once ----------------------------------------------
+def test_a_missing_path_fails_on_the_driver_naming_the_flag(work):
+    out = run(work, TRAIN, "--images", "data/nothing-here", expect=2, timeout=60)
+    assert out.strip() == "deeplandscape train: error: --images data/nothing-here: no such file or folder"
+
+
+def test_more_workers_than_cpus_is_one_line_not_a_hang(work, shards):
+    out = run(work, TRAIN, "--run-dir", "runs/too-many", "--workers", "3", expect=2, timeout=120)
+    assert out.splitlines()[-1] == ("deeplandscape train: error: training (3 worker(s) x 1 CPU) needs 3 CPUs but "
+                                    "the cluster has 2: use fewer --workers, or --set scale.cpus_per_worker=N")
+    out = run(work, "deeplandscape train --config tiny --images shards --run-dir runs/streamed",
+              "--run-dir", "runs/no-decode-cpu", "--set", "scale.cpus_per_worker=2", expect=2, timeout=120)
+    assert "needs 3 CPUs but the cluster has 2" in out.splitlines()[-1]
+    assert not (work / "runs/too-many").exists() and not (work / "runs/no-decode-cpu").exists()
+
+
+def test_animate_refuses_settings_the_run_fixes(work):
+    out = run(work, "deeplandscape animate data/photos/00000.png data/photos/00001.png --run-dir runs/exp1 "
+                    "--out animated --directions 2 --frames 60", "--set", "train.total_kimg=3", expect=2, timeout=60)
+    assert "--set train.total_kimg: only invert.* fields can be set here" in out
+
+
+def test_demo_gallery_has_playable_videos(tmp_path):
+    """`make demo`'s command (with a very short schedule): its gallery shows playable videos."""
+    out = run(tmp_path, "deeplandscape demo --out outputs/demo",
+              "--set", "train.total_kimg=0.16", "--set", 'train.batch={"8": 16}', "--set", "train.sample_kimg=0.08",
+              "--set", "train.log_every=5", "--set", "invert.encoder_kimg=0.064", "--set", "invert.encoder_batch=16",
+              "--set", "invert.opt_steps=5", "--set", "invert.finetune_steps=5", "--set", "invert.lighting_steps=40",
+              "--set", "invert.lighting_log_every=20", timeout=900)
+    index = tmp_path / "outputs/demo/index.html"
+    assert out.splitlines()[-1] == f"gallery: {index}"
+    page = index.read_text()
+    videos = re.findall(r'<video src="([^"]+\.mp4)"', page)
+    samples = [v for v in videos if v.startswith("samples/")]
+    assert len(samples) >= 4
+    for v in samples:
+        info = probe_video(index.parent / v)
+        assert info.num_frames == 90 and info.width == info.height == 128  # 8 px model shown at x16
+    animated = [v for v in videos if v.startswith("animated/")]
+    assert len(animated) == 4 * 2  # four photos, two homographies each
+    assert all(probe_video(index.parent / v).num_frames == 60 for v in animated)
+    lit = [v for v in videos if v.startswith("lighting/")]
+    assert len(lit) == 1 and probe_video(index.parent / lit[0]).num_frames == 90  # day to night
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert sum(i.endswith("compare.png") for i in images) == 4
+    assert all((index.parent / i).is_file() for i in images)
+    assert any("grid-" in i for i in images)  # training snapshots
