@@ -50,11 +50,3 @@ def test_a_config_saved_by_another_version_still_loads():
 def test_sample_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["sample", "--run-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
-
-
-def test_weights_status_names_missing_files_and_where_they_go(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("DEEPLANDSCAPE_WEIGHTS", str(tmp_path))
-    (tmp_path / "pt_inception-2015-12-05-6726825d.pth").write_bytes(b"x" * 10)
-    assert main(["weights", "status"]) == 0
-    out = capsys.readouterr().out
-    assert "inception  present" in out and "vgg16      MISSING" in out and str(tmp_path) in out

@@ -204,6 +204,14 @@ def test_lighting_from_a_shell(work):
     assert probe_video(next((work / "lit/00002").glob("*.mp4"))).num_frames == 12
 
 
+def test_weights_status_names_missing_files_and_where_they_go(tmp_path):
+    cache = tmp_path / "weights"
+    cache.mkdir()
+    (cache / "pt_inception-2015-12-05-6726825d.pth").write_bytes(b"x" * 10)
+    out = run(tmp_path, "deeplandscape weights status", env=user_env(DEEPLANDSCAPE_WEIGHTS="weights"), timeout=60)
+    assert "inception  present" in out and "vgg16      MISSING" in out and str(cache) in out
+
+
 # --- bad input and would-be hangs: one line, at once ----------------------------------------------
 def test_a_missing_path_fails_on_the_driver_naming_the_flag(work):
     out = run(work, TRAIN, "--images", "data/nothing-here", expect=2, timeout=60)

@@ -125,9 +125,10 @@ def _entry(name: str) -> WeightFile:
 
 
 def cache_dir() -> Path:
-    """``$DEEPLANDSCAPE_WEIGHTS``, else ``torch.hub.get_dir()/checkpoints`` (read at each call)."""
+    """``$DEEPLANDSCAPE_WEIGHTS``, else ``torch.hub.get_dir()/checkpoints`` (read at each call),
+    absolute: Ray workers, which get the files' paths from the driver, run in other folders."""
     env = os.environ.get("DEEPLANDSCAPE_WEIGHTS")
-    return Path(env).expanduser() if env else Path(torch.hub.get_dir()) / "checkpoints"
+    return (Path(env).expanduser() if env else Path(torch.hub.get_dir()) / "checkpoints").resolve()
 
 
 def _missing_message(w: WeightFile, path: Path) -> str:
