@@ -161,7 +161,9 @@ def test_prepare_then_train_from_the_shards_streams_on_two_cores(work, shards):
     assert all(np.isfinite(v) for m in metrics for k, v in m.items() if k.startswith(("D_", "G_")))
 
 
-def test_train_encoder_then_animate_photos_with_one_missing(work):
+@pytest.fixture(scope="module")
+def encoder(work):
+    """`train-encoder` on the run (3 steps), then a second call's resume checked in-process."""
     sets = ["invert.encoder_batch=8", "invert.encoder_log_every=1"]
     out = run(work, "deeplandscape train-encoder --run-dir runs/exp1", "--max-steps", "3",
               *(a for s in sets for a in ("--set", s)))
@@ -173,6 +175,10 @@ def test_train_encoder_then_animate_photos_with_one_missing(work):
     run_encoder_worker(cfg, str(work / "runs/exp1"), max_steps=3)
     steps = [json.loads(line)["step"] for line in (work / "runs/exp1/encoder/metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+    return work / "runs/exp1/encoder"
+
+
+def test_train_encoder_then_animate_photos_with_one_missing(work, encoder):
     out = run(work, "deeplandscape animate data/photos/00000.png data/photos/00001.png --run-dir runs/exp1 "
                     "--out animated --directions 2 --frames 60", "--frames", "8", *FAST_INVERT,
               insert=("data/photos/00001.png", "missing.jpg"))
@@ -183,7 +189,7 @@ def test_train_encoder_then_animate_photos_with_one_missing(work):
     assert len(videos) == 2 and probe_video(videos[0]).num_frames == 8
 
 
-def test_animate_bucket_from_a_shell(work):
+def test_animate_bucket_from_a_shell(work, encoder):
     # A manifest picks two of the photos and the empty file, to keep the job short.
     uris = [str(work / "data/photos" / n) for n in ("00003.png", "00004.png", "empty.jpg")]
     pq.write_table(pa.table({"uri": uris}), work / "pick.parquet")
@@ -195,13 +201,26 @@ def test_animate_bucket_from_a_shell(work):
     assert summary["ok"] == 2 and summary["failed"] == 1
 
 
-def test_lighting_from_a_shell(work):
+def test_lighting_from_a_shell(work, encoder):
     out = run(work, "deeplandscape train-lighting --run-dir runs/exp1", "--max-steps", "40",
               "--set", "invert.lighting_log_every=20")
     assert "done:" in out
     run(work, "deeplandscape animate data/photos/00002.png --run-dir runs/exp1 --out lit --lighting day-to-night "
               "--directions 1 --frames 90", "--frames", "12", *FAST_INVERT)
     assert probe_video(next((work / "lit/00002").glob("*.mp4"))).num_frames == 12
+
+
+def test_inversion_sweep_from_a_shell(work, encoder, image_stand_ins):
+    """`python tune/inversion.py` from the repository root (here: a link to its tune/ folder),
+    relative paths reaching Tune's trials, which run in folders of their own."""
+    (work / "tune").symlink_to(REPO / "tune")
+    out = run(work, "python tune/inversion.py --run-dir runs/exp1 --photos data/photos --samples 32",
+              "--samples", "2", "--max-photos", "2", "--report-every", "2", "--frames", "4", "--cpus-per-trial", "1",
+              "--set", "invert.opt_steps=4", "--set", "invert.finetune_steps=4",
+              env=user_env(DEEPLANDSCAPE_WEIGHTS=str(image_stand_ins)))
+    assert re.search(r"^trial \S+: steps 2  objective [0-9.]+$", out, re.M), out
+    assert "best: trial" in out and (work / "sweeps/inversion/best.toml").is_file()
+    assert "Trial status" not in out  # Tune's own status tables stay off the terminal
 
 
 def test_weights_status_names_missing_files_and_where_they_go(tmp_path):

@@ -88,9 +88,31 @@ def run_tuner(trainable, param_space: dict[str, Any], tune_config, path: str, lo
         tuner = tune.Tuner.restore(restore_path, trainable, resume_unfinished=True, resume_errored=True,
                                    storage_filesystem=fs)
     else:
+        # verbose=0: Tune's status tables stay off the terminal; `_ProgressLines` says what matters.
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
-                           run_config=tune.RunConfig(name=name, verbose=1, **where))
+                           run_config=tune.RunConfig(name=name, verbose=0, callbacks=[_progress_lines(log)],
+                                                     **where))
     return tuner.fit()
+
+
+def _progress_lines(log):
+    """A Tune callback (it runs on the driver) printing one line per trial report and end."""
+    from ray import tune
+
+    class ProgressLines(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            clock = "  ".join(f"{k} {result[k]:g}" for k in ("kimg", "steps") if _number(result.get(k)) is not None)
+            objective = _number(result.get(OBJECTIVE))
+            log(f"trial {trial.trial_id}: {clock}  objective {objective:.4g}" if objective is not None
+                else f"trial {trial.trial_id}: {clock}")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            log(f"trial {trial.trial_id}: ended")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            log(f"trial {trial.trial_id}: failed (its error is in the results table and Tune's trial folder)")
+
+    return ProgressLines()
 
 
 # ---------------------------------------------------------------- the results table
