@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None, from_shell: bool | None = None) -> int:
     """`deeplandscape ARGV`. `from_shell` (default: when argv comes from sys.argv): a process of
     its own, whose stderr may be rearranged when Ray starts (raykit.for_command_line)."""
     args = build_parser().parse_args(argv)
-    if argv is None if from_shell is None else from_shell:
+    if from_shell or (from_shell is None and argv is None):
         for_command_line()
     try:
         resolve_path_args(args)

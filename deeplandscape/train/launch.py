@@ -13,8 +13,8 @@ from typing import Any
 
 from deeplandscape import storage
 from deeplandscape.config import Config
-from deeplandscape.raykit import RELAY_KEY, ensure_ray, fit_cpus_per_worker, relay_log, run_ray_trainer
 from deeplandscape.data.stream import resolve_source, training_datasets
+from deeplandscape.raykit import RELAY_KEY, ensure_ray, fit_cpus_per_worker, relay_log, run_ray_trainer
 from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.train.schedule import global_batch, learning_rate, num_phases, phase_at
 
