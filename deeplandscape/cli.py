@@ -18,6 +18,7 @@ from deeplandscape.evaluate.cli import add_evaluate_parser
 from deeplandscape.invert.bucket_cli import add_bucket_parser
 from deeplandscape.invert.cli import add_invert_parsers
 from deeplandscape.raykit import WorkerError, for_command_line
+from deeplandscape.sample import Z_DYN_PATHS
 from deeplandscape.superres.cli import add_superres_parser
 
 
@@ -114,7 +115,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.workers:
         rows = sample_many(args.run_dir, args.out, args.videos, args.frames, seed=args.seed, direction=args.direction,
                            speed=args.speed, horizon=args.horizon, motions=motions, outputs=outputs,
-                           workers=args.workers, use_gpu=args.gpu)
+                           workers=args.workers, use_gpu=args.gpu, z_dyn_path=args.z_dyn_path)
         failed = [r for r in rows if r["error"]]
         for r in failed:
             print(f"failed: seed {r['seed']}: {r['error']}", file=sys.stderr)
@@ -124,7 +125,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model = load_model(args.run_dir)
     summary = write_samples(model, args.out, videos=args.videos, frames=args.frames, seed=args.seed,
                             direction=args.direction, speed=args.speed, horizon=args.horizon, motions=motions,
-                            outputs=outputs)
+                            outputs=outputs, z_dyn_path=args.z_dyn_path)
     print(f"wrote {len(summary['videos'])} videos, grid.png and manifest.parquet "
           f"({model.resolution} px model at {model.kimg:.1f} kimg) to {args.out}")
     return 0
@@ -225,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "a name from --homographies, or 'random' (one per video)")
     p.add_argument("--speed", type=_speed, default=1.0, help="motion speed: a number or x0.5, x1, x2.5, x4")
     p.add_argument("--horizon", type=float, default=0.5, help="horizon height, fraction of the image from the top")
+    p.add_argument("--z-dyn-path", choices=Z_DYN_PATHS, default="slerp",
+                   help="how z_dyn goes from one sample to the other over a video (slerp: the authors' code)")
     p.add_argument("--homographies", help="JSON file of your own motions (see deeplandscape/animate/homography.py)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling for viewing")

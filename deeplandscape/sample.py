@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from deeplandscape import storage
@@ -69,6 +70,7 @@ class Animation:
     horizon: float = 0.5  # fraction of the height from the top; water below it mirrors the sky
     authors_mode: bool = True  # warp at output resolution and restore mean/std (REFERENCE.md)
     interpolate_z_dyn: bool = True  # z_dyn from one unit-normal sample to another over the video
+    z_dyn_path: str = "slerp"  # how: "slerp" (the authors' code), or "linear"
 
 
 @torch.no_grad()
@@ -98,12 +100,32 @@ def render_video(
     for start in range(0, frames, batch):
         idx = range(start, min(frames, start + batch))
         t = torch.tensor([i / max(frames - 1, 1) for i in idx], device=device)[:, None]
-        z = torch.cat([z_st.expand(len(idx), -1), torch.lerp(z_dyn_a, z_dyn_b, t)], dim=1)
+        z = torch.cat([z_st.expand(len(idx), -1), interpolate(z_dyn_a, z_dyn_b, t, animation.z_dyn_path)], dim=1)
         S_dyn = animate_noise(S_dyn0, animation.motion, animation.horizon, idx, animation.speed,
                               authors_mode=animation.authors_mode, out_size=resolution)
         S_st_b = [s.expand(len(idx), -1, -1, -1) for s in S_st]
         img = G(G.ws_from_z(z), S_st_b, S_dyn if G.cfg.separate_noise else None, resolution, alpha)
         yield to_uint8(img)
+
+
+Z_DYN_PATHS = ("slerp", "linear")
+
+
+def interpolate(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, path: str = "slerp") -> torch.Tensor:
+    """From a [1, D] to b [1, D] at fractions t [n, 1] -> [n, D].
+
+    "slerp" moves along the great circle between the two directions (Shoemake), which keeps
+    a Gaussian sample's typical norm where "linear" shrinks it half-way; both end exactly at
+    a and b."""
+    if path == "linear":
+        return torch.lerp(a, b, t)
+    if path != "slerp":
+        raise ValueError(f"z_dyn path must be one of {Z_DYN_PATHS}, got {path!r}")
+    cos = (F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(-1, keepdim=True).clamp(-1.0, 1.0)  # [1, 1]
+    omega = torch.acos(cos)
+    if float(torch.sin(omega)) < 1e-6:  # (anti)parallel: no unique great circle
+        return torch.lerp(a, b, t)
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
 def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
@@ -163,7 +185,7 @@ def sample_grid(G: Generator, seeds: list[int], columns: int, resolution: int, a
 def write_samples(model: LoadedModel, out_dir: str | Path, videos: int, frames: int, seed: int = 0,
                   direction: str = "random", speed: float = 1.0, horizon: float = 0.5,
                   motions: dict[str, Motion] | None = None, outputs: VideoOutputs = VideoOutputs(),
-                  device: str = "cpu") -> dict:
+                  device: str = "cpu", z_dyn_path: str = "slerp") -> dict:
     """`videos` videos `sample-SEED-DIRECTION.mp4` (+ posters), `grid.png` and `manifest.parquet`
     under `out_dir`.
 
@@ -176,7 +198,7 @@ def write_samples(model: LoadedModel, out_dir: str | Path, videos: int, frames: 
     for i in range(videos):
         start = time.perf_counter()
         motion = resolve_direction(direction, np.random.default_rng(seed + i), motions)
-        animation = Animation(motion=motion, speed=speed, horizon=horizon)
+        animation = Animation(motion=motion, speed=speed, horizon=horizon, z_dyn_path=z_dyn_path)
         path = out / f"{sample_name(seed + i, motion.name)}.mp4"
         paths.append(render_to_file(model.G, model.resolution, model.alpha, path, seed + i, frames, animation,
                                     outputs, device))
@@ -231,12 +253,12 @@ class _VideoRenderer:
     """A Ray Data actor: loads the generator once, renders and uploads the videos it is given."""
 
     def __init__(self, run_dir: str, out_dir: str, frames: int, direction: str, speed: float, horizon: float,
-                 motions: dict[str, list] | None, outputs: dict, use_gpu: bool):
+                 motions: dict[str, list] | None, outputs: dict, use_gpu: bool, z_dyn_path: str = "slerp"):
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.model = load_model(run_dir, device)
         self.device = device
         self.out_dir, self.frames, self.direction = out_dir, frames, direction
-        self.speed, self.horizon = speed, horizon
+        self.speed, self.horizon, self.z_dyn_path = speed, horizon, z_dyn_path
         self.motions = {k: Motion(k, tuple(map(tuple, v))) for k, v in (motions or {}).items()} or None
         self.outputs = VideoOutputs(**outputs)
         assert not self.outputs.png_frames, "PNG frames are not uploaded from Ray workers"
@@ -254,7 +276,8 @@ class _VideoRenderer:
                     local = Path(tmp) / f"{name}.mp4"
                     m = self.model
                     render_to_file(m.G, m.resolution, m.alpha, local, seed, self.frames,
-                                   Animation(motion, self.speed, self.horizon), self.outputs, self.device)
+                                   Animation(motion, self.speed, self.horizon, z_dyn_path=self.z_dyn_path), self.outputs,
+                                   self.device)
                     for produced in sorted(Path(tmp).iterdir()):
                         storage.write_bytes(storage.join(self.out_dir, produced.name), produced.read_bytes())
                 uri = storage.join(self.out_dir, f"{name}.mp4")
@@ -269,7 +292,7 @@ class _VideoRenderer:
 def sample_many(run_dir: str, out_dir: str, videos: int, frames: int, seed: int = 0, direction: str = "random",
                 speed: float = 1.0, horizon: float = 0.5, motions: dict[str, Motion] | None = None,
                 outputs: VideoOutputs = VideoOutputs(), workers: int = 2, videos_per_batch: int = 4,
-                use_gpu: bool = False) -> list[dict]:
+                use_gpu: bool = False, z_dyn_path: str = "slerp") -> list[dict]:
     """Render many videos with Ray Data on an actor pool (the generator loaded once per actor).
 
     `out_dir` may be a folder or an s3:// prefix. Returns one row per video: seed, direction,
@@ -285,7 +308,7 @@ def sample_many(run_dir: str, out_dir: str, videos: int, frames: int, seed: int 
         fn_constructor_kwargs=dict(
             run_dir=run_dir, out_dir=out_dir, frames=frames, direction=direction, speed=speed, horizon=horizon,
             motions={k: [list(d) for d in m.displacements] for k, m in (motions or {}).items()},
-            outputs=dataclasses.asdict(outputs), use_gpu=use_gpu),
+            outputs=dataclasses.asdict(outputs), use_gpu=use_gpu, z_dyn_path=z_dyn_path),
         batch_size=videos_per_batch,
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_gpus=1 if use_gpu else 0,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from deeplandscape.animate.homography import CLOCK_DIRECTIONS, Motion
-from deeplandscape.sample import Animation, VideoOutputs, render_to_file, render_video
+from deeplandscape.sample import Animation, VideoOutputs, interpolate, render_to_file, render_video
 from deeplandscape.video import probe_video
 from tests.conftest import noisy_tiny_generator
 
@@ -44,3 +45,16 @@ def test_rendered_mp4_decodes_to_the_right_frames_size_and_fps(G, tmp_path):
     info = probe_video(path)
     assert (info.num_frames, info.width, info.height, info.fps) == (45, 64, 64, 30)
     assert (tmp_path / "v.jpg").is_file()
+
+
+def test_z_dyn_slerp_ends_at_both_samples_and_keeps_their_norm():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(1, 3, generator=gen)
+    b = torch.randn(1, 3, generator=gen)
+    b = b * (a.norm() / b.norm())  # same norm: the great circle keeps it all the way
+    t = torch.linspace(0, 1, 11)[:, None]
+    path = interpolate(a, b, t, "slerp")
+    torch.testing.assert_close(path[0:1], a, atol=1e-6, rtol=0)
+    torch.testing.assert_close(path[-1:], b, atol=1e-6, rtol=0)
+    torch.testing.assert_close(path.norm(dim=1), a.norm().expand(11), atol=1e-5, rtol=0)
+    assert float(interpolate(a, b, t, "linear")[5].norm()) < float(a.norm()) - 1e-3  # linear cuts the corner
