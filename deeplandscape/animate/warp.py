@@ -144,20 +144,9 @@ def animate_noise(
 
     Frame i is frame 0 warped once by H^i (paper 3.1), never a warp of a warped map, so
     interpolation errors do not pile up over a long video and any chunk of frames can be
-    rendered on its own. Frame 0 is S_dyn exactly, in both modes.
+    rendered on its own.
     """
     frames = list(frames)
-    out = _animate_noise(S_dyn, motion, horizon, frames, speed, authors_mode, out_size)
-    # Frame 0 is the photo's reconstruction: S_dyn itself, not a resampled copy (the authors'
-    # mode would otherwise change it by its upsample, downsample and statistics restore).
-    for i in (i for i, f in enumerate(frames) if f == 0):
-        for warped, s in zip(out, S_dyn):
-            warped[i] = s[0]
-    return out
-
-
-def _animate_noise(S_dyn: list[torch.Tensor], motion: Motion, horizon: float, frames: list[int], speed: float,
-                   authors_mode: bool, out_size: int | None) -> list[torch.Tensor]:
     if not S_dyn or not frames:
         return [s.new_zeros((0, *s.shape[1:])) for s in S_dyn]
     for s in S_dyn:

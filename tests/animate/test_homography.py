@@ -196,7 +196,6 @@ def test_animate_noise_is_h_power_of_frame_zero(authors_mode: bool) -> None:
     full = animate_noise(S_dyn, motion, horizon, range(10), speed, authors_mode, out_size=32)
     chunk = animate_noise(S_dyn, motion, horizon, range(6, 10), speed, authors_mode, out_size=32)
     sky, water = frame_homographies(motion, horizon, 10, speed)
-    resample_change = 0.0  # what the authors' resample + restore alone does to frame 0
     for s, f, c in zip(S_dyn, full, chunk):
         r = s.shape[-1]
         assert f.shape == (10, 1, r, r) and c.shape == (4, 1, r, r)
@@ -206,10 +205,9 @@ def test_animate_noise_is_h_power_of_frame_zero(authors_mode: bool) -> None:
             ref = warp_noise_like_authors(maps, sky, water, horizon, 32)
         else:
             ref = warp_maps(maps, sky, water, horizon)
-        torch.testing.assert_close(f[1:], ref[1:], atol=1e-5, rtol=0)
-        assert torch.equal(f[0:1], s)  # frame 0 is S_dyn itself, bit for bit, in both modes
-        resample_change = max(resample_change, float((ref[0:1] - s).abs().max()))
-    assert resample_change > 0.1 if authors_mode else resample_change < 1e-5  # coarse levels: a real change
+        torch.testing.assert_close(f, ref, atol=1e-5, rtol=0)
+        if not authors_mode:
+            torch.testing.assert_close(f[0:1], s, atol=1e-5, rtol=0)  # frame 0 is S_dyn itself
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
