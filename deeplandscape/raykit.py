@@ -23,6 +23,7 @@ import threading
 from typing import Any, Callable
 
 import ray
+import torch
 
 from deeplandscape import storage
 from deeplandscape.config import Config
@@ -121,8 +122,6 @@ def _local_cpus() -> int:
 
 
 def _local_gpus() -> int:
-    import torch
-
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
