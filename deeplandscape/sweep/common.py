@@ -90,27 +90,35 @@ def run_tuner(trainable, param_space: dict[str, Any], tune_config, path: str, lo
     else:
         # verbose=0: Tune's status tables stay off the terminal; `_ProgressLines` says what matters.
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
-                           run_config=tune.RunConfig(name=name, verbose=0, callbacks=[_progress_lines(log)],
+                           run_config=tune.RunConfig(name=name, verbose=0, callbacks=[_progress_lines()],
                                                      **where))
     return tuner.fit()
 
 
-def _progress_lines(log):
-    """A Tune callback (it runs on the driver) printing one line per trial report and end."""
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _progress_lines():
+    """A Tune callback (it runs on the driver) printing one line per trial report and end.
+
+    Tune pickles its callbacks with the experiment state: the class holds no function of the
+    caller's (Ray Train replaces `print` in the driver, so a captured one no longer pickles by
+    name), only calls to this module's `_say`."""
     from ray import tune
 
     class ProgressLines(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             clock = "  ".join(f"{k} {result[k]:g}" for k in ("kimg", "steps") if _number(result.get(k)) is not None)
             objective = _number(result.get(OBJECTIVE))
-            log(f"trial {trial.trial_id}: {clock}  objective {objective:.4g}" if objective is not None
-                else f"trial {trial.trial_id}: {clock}")
+            _say(f"trial {trial.trial_id}: {clock}  objective {objective:.4g}" if objective is not None
+                 else f"trial {trial.trial_id}: {clock}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            log(f"trial {trial.trial_id}: ended")
+            _say(f"trial {trial.trial_id}: ended")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            log(f"trial {trial.trial_id}: failed (its error is in the results table and Tune's trial folder)")
+            _say(f"trial {trial.trial_id}: failed (its error is in the results table and Tune's trial folder)")
 
     return ProgressLines()
 
