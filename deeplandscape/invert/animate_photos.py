@@ -273,7 +273,7 @@ def pick_directions(name: str, count: int, explicit: list[str] | None = None) ->
             raise ValueError(f"unknown directions {unknown}; use {', '.join(CLOCK_DIRECTIONS)}")
         return explicit
     if not 1 <= count <= len(CLOCK_DIRECTIONS):
-        raise ValueError(f"--homographies must be 1..{len(CLOCK_DIRECTIONS)}, got {count}")
+        raise ValueError(f"--directions must be 1..{len(CLOCK_DIRECTIONS)}, got {count}")
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     return [str(d) for d in rng.choice(list(CLOCK_DIRECTIONS), size=count, replace=False)]
 
