@@ -110,10 +110,11 @@ def measure(uri: str, kind: str, r: int, load_res: int, min_seconds: float) -> d
     while time.perf_counter() - wall < min_seconds:
         for batch, size in batches(uri, kind, source, r):
             if kind == "photos":
-                out = decode_photos(batch, r, source, column(source.real_resolution(r)), repeat=1)
+                c = source.real_resolution(r)
+                out = decode_photos(batch, r, source, c, c, column(c), repeat=1)
             else:
                 c = source.real_resolution(r)
-                out = decode_pairs(batch, r, source, c, column(c), repeat=1)
+                out = decode_pairs(batch, r, source, c, c, column(c), repeat=1)
             samples += len(out["image"])
             nbytes += size
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 from deeplandscape import storage
+from deeplandscape.animate.homography import CLOCK_DIRECTIONS
 
 
 def path_args(p: argparse.ArgumentParser, inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = ()) -> None:
@@ -42,3 +43,20 @@ def resolve_path_args(args: argparse.Namespace) -> None:
                 raise FileNotFoundError(f"{flag} {v}: no such file or folder")
         resolved = [storage.absolute(v) if isinstance(v, str) else v for v in items]
         setattr(args, _dest(flag), resolved if isinstance(value, list) else resolved[0])
+
+
+def directions_arg(value: str) -> int | list[str]:
+    """`--directions`: a count ("5") or a list of clock directions ("3h,9h")."""
+    if value.strip().isdigit():
+        return int(value)
+    names = [d.strip() for d in value.split(",") if d.strip()]
+    unknown = [d for d in names if d not in CLOCK_DIRECTIONS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected a count or clock directions ({', '.join(CLOCK_DIRECTIONS)}), "
+                                         f"got {value!r}")
+    return names
+
+
+def split_directions(value: int | list[str]) -> tuple[int, list[str] | None]:
+    """`--directions` -> (count, explicit list or None), as `pick_directions` takes them."""
+    return (value, None) if isinstance(value, int) else (len(value), value)

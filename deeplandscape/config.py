@@ -31,6 +31,13 @@ class ModelConfig:
     separate_noise: bool = True  # False: StyleGAN's one noise input (the ablation baseline)
     pair_d: str = "paper"  # D_pair variant: "paper" (per-frame first block) | "early_fusion"
     mbstd_group: int = 4
+    # Fidelity fixes of issue 17; a saved config without the field reads LEGACY_DEFAULTS' value,
+    # so runs made before a fix load and train on as they were trained.
+    he_gain: bool = True  # equalised lr with He's gain sqrt(2) where a LeakyReLU follows (StyleGAN v1)
+    pair_fade: str = "continuous"  # paper D_pair's fade-in: "continuous" | "legacy" (jumps at alpha 0)
+    # G's 3x3 convolutions and blur pad by "reflect"; "zeros" (StyleGAN v1, older runs) leaves a
+    # coloured frame around every image of a briefly trained model (docs/RESULTS.md).
+    g_padding: str = "reflect"
 
 
 @dataclass
@@ -57,7 +64,13 @@ class TrainConfig:
     p_pair_anneal_kimg: float = 600.0
     p_pair_restart_per_phase: bool = True
     crop_prob: float = 0.5  # crop sampling: P(D_pair's fake pair = two crops of one real frame)
-    crop_scale: float = 0.5  # crop side as a fraction of the frame side
+    # Every real input of D (photos, real pairs, crop pairs) is a random square window of this
+    # fraction of the frame side, resized to r: one scale for all, so D_pair cannot tell crop
+    # pairs from real pairs by their zoom. Both frames of a pair share one flip; a real pair
+    # shares one window, a crop pair takes two. 0: the sampling of runs made before it
+    # existed (whole frames, crop pairs of `crop_scale` of the side, crops not flipped).
+    window: float = 0.75
+    crop_scale: float = 0.5  # window = 0 only: crop side as a fraction of the frame side
     seed: int = 0
     checkpoint_kimg: float = 50.0
     sample_kimg: float = 50.0  # sample grid + short mp4 every this many kimg (0: off)
@@ -87,6 +100,11 @@ class ScaleConfig:
     max_failures: int = 0  # worker-group restarts from the latest checkpoint after a lost worker/node; -1: no limit
 
 
+# The value a saved config (config.json, a checkpoint) that lacks a field had before the field
+# existed; fields not named here take today's default.
+LEGACY_DEFAULTS: dict[str, Any] = {"model.he_gain": False, "model.pair_fade": "legacy", "model.g_padding": "zeros",
+                                   "train.window": 0.0}
+PAIR_FADES = ("continuous", "legacy")
 P_PAIR_MODES = ("anneal", "cosine", "step", "constant")  # how p_pair goes from start to end (schedule.py)
 INVERSION_METHODS = ("E", "EO", "EOI", "EOIF", "EOIFS", "MO", "I2S")  # paper Fig. 3
 
@@ -197,10 +215,11 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
         """A saved config (`config.json`, a checkpoint's). Fields it lacks take today's
-        defaults; fields this version no longer has are dropped with a warning, so run
-        directories written by older versions still load."""
+        defaults, or the value they had before they existed (`LEGACY_DEFAULTS`); fields this
+        version no longer has are dropped with a warning, so run directories written by older
+        versions still load and behave as they were trained."""
         cfg = cls()
-        flat = _flatten(d)
+        flat = {**LEGACY_DEFAULTS, **_flatten(d)}
         unknown = sorted(k for k in flat if not _is_field(cfg, k))
         if unknown:
             warnings.warn(f"ignoring config fields this version does not have: {unknown}", stacklevel=2)
@@ -303,6 +322,10 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"model.resolution must be a power of two >= 8, got {m.resolution}")
     if not (8 <= t.start_resolution <= m.resolution) or t.start_resolution & (t.start_resolution - 1):
         raise ValueError(f"train.start_resolution must be a power of two in [8, {m.resolution}], got {t.start_resolution}")
+    if m.g_padding not in ("reflect", "zeros"):
+        raise ValueError(f"model.g_padding must be 'reflect' or 'zeros', got {m.g_padding!r}")
+    if m.pair_fade not in PAIR_FADES:
+        raise ValueError(f"model.pair_fade must be one of {', '.join(PAIR_FADES)}, got {m.pair_fade!r}")
     if t.p_pair_mode not in P_PAIR_MODES:
         raise ValueError(f"train.p_pair_mode must be one of {', '.join(P_PAIR_MODES)}, got {t.p_pair_mode!r}")
     for name in ("p_pair_start", "p_pair_end", "crop_prob", "mixing_prob"):
@@ -310,6 +333,8 @@ def validate(cfg: Config) -> None:
             raise ValueError(f"train.{name} must be in [0, 1], got {getattr(t, name)}")
     if not 0.0 < t.crop_scale <= 1.0:
         raise ValueError(f"train.crop_scale must be in (0, 1], got {t.crop_scale}")
+    if not 0.0 <= t.window < 1.0:
+        raise ValueError(f"train.window must be in (0, 1) (0: the sampling of older runs), got {t.window}")
     if t.amp not in ("none", "bf16"):
         raise ValueError(f"train.amp must be 'none' or 'bf16', got {t.amp!r}")
     if cfg.data.source not in ("auto", "memory", "stream"):

@@ -100,13 +100,34 @@ def _authors_size(maps: torch.Tensor, out_size: int) -> int:
     return max(out_size, *maps.shape[-2:])  # never warp below the map's own resolution
 
 
+def _resampled(maps: torch.Tensor, warped_big: torch.Tensor, residual: torch.Tensor, sky_inv: torch.Tensor,
+               water_inv: torch.Tensor, horizon: float, padding: str) -> torch.Tensor:
+    """The authors' warp of `maps` [1 or N, C, r, r] made exact at the identity.
+
+    `warped_big` is the map bicubic-upsampled and warped at the output size, [N, C, S, S];
+    `residual` = maps - area(bicubic(maps)), what that round trip loses (the map's finest
+    detail). The residual is warped too, at the map's own size, and added back; then each
+    sample gets `maps`' mean and std. Under the identity both warps are exact, so the result
+    is `maps` itself: frame 0 of an animation is the reconstruction, and a still photo
+    (speed 0) stays still. -> [N, C, r, r]
+    """
+    small = F.interpolate(warped_big, size=maps.shape[-2:], mode="area")
+    n = small.shape[0]
+    small = small + _warp_inv(residual.expand(n, -1, -1, -1), sky_inv, water_inv, horizon, padding)
+    return _restore_stats(small, maps.expand(n, -1, -1, -1))
+
+
+def _round_trip_residual(maps: torch.Tensor, size: int) -> torch.Tensor:
+    big = F.interpolate(maps, size=(size, size), mode="bicubic", align_corners=False)
+    return maps - F.interpolate(big, size=maps.shape[-2:], mode="area")
+
+
 def _warp_authors_inv(maps: torch.Tensor, sky_inv: torch.Tensor, water_inv: torch.Tensor,
                       horizon: float, out_size: int, padding: str) -> torch.Tensor:
     size = _authors_size(maps, out_size)
     big = F.interpolate(maps, size=(size, size), mode="bicubic", align_corners=False)  # [N, C, S, S]
     big = _warp_inv(big, sky_inv, water_inv, horizon, padding)
-    small = F.interpolate(big, size=maps.shape[-2:], mode="area")  # [N, C, H, W]
-    return _restore_stats(small, maps)
+    return _resampled(maps, big, _round_trip_residual(maps, size), sky_inv, water_inv, horizon, padding)
 
 
 def warp_noise_like_authors(
@@ -122,7 +143,9 @@ def warp_noise_like_authors(
     A coarse 4x4 map moved by a fraction of a pixel per frame would be smeared by bilinear
     interpolation at its own resolution, and averaging neighbours shrinks the std the
     generator was trained on (unit-normal noise). Warping at the image resolution moves it
-    smoothly, and restoring each sample's mean and std keeps the noise statistics. -> [N, C, r, r]
+    smoothly, and restoring each sample's mean and std keeps the noise statistics. Unlike the
+    authors' code, what the up-and-down round trip loses is warped along and added back
+    (`_resampled`), so the identity gives the map back exactly. -> [N, C, r, r]
     """
     assert maps.ndim == 4, f"maps must be [N, C, H, W], got {tuple(maps.shape)}"
     n = maps.shape[0]
@@ -144,7 +167,7 @@ def animate_noise(
 
     Frame i is frame 0 warped once by H^i (paper 3.1), never a warp of a warped map, so
     interpolation errors do not pile up over a long video and any chunk of frames can be
-    rendered on its own.
+    rendered on its own. In both modes frame 0 (H^0 = I) is S_dyn itself.
     """
     frames = list(frames)
     if not S_dyn or not frames:
@@ -167,6 +190,6 @@ def animate_noise(
     out = []
     for k, s in enumerate(S_dyn):
         c = s.shape[1]
-        small = F.interpolate(warped[:, k * c:(k + 1) * c], size=s.shape[-2:], mode="area")  # [T, C, r, r]
-        out.append(_restore_stats(small, s.expand(t, -1, -1, -1)))
+        out.append(_resampled(s, warped[:, k * c:(k + 1) * c], _round_trip_residual(s, size), sky_inv, water_inv,
+                              horizon, "reflection"))  # [T, C, r, r]
     return out

@@ -20,9 +20,10 @@ Per phase resolution r the driver builds three lazy datasets, passed to
                                                   video_id, frame_index, box [2, 3], image [2, 3, r, r]
 
 A worker opens a stream the first time it needs it, so at a phase change it moves on to the
-next resolution's datasets. Reals at r come from the stored column r, or are box-filtered
-from the next larger stored one; crops are cut from the smallest stored frame on which the
-crop (the same fraction of the frame as in `TrainingData.sample_crop_pairs`) is at least r px.
+next resolution's datasets. Every real is a random window of the frame (`training.Windows`, as
+in memory), cut from the smallest stored frame on which the window is at least r px and
+resized to r (the whole frame, for runs made before `train.window`: the stored column r, or
+box-filtered from the next larger one).
 Every rank consumes the same streams at the same steps (the discriminator choice and the crop
 coin are shared), which `streaming_split` needs; it gives every rank equal rows per epoch.
 
@@ -42,7 +43,7 @@ from deeplandscape import storage
 from deeplandscape.config import Config
 from deeplandscape.data.prepare import load_manifest, task_filesystem
 from deeplandscape.data.synth import is_mask_file
-from deeplandscape.data.training import PHOTO_SUFFIXES, VIDEO_SUFFIXES, CropPairs, TrainingData, to_float
+from deeplandscape.data.training import PHOTO_SUFFIXES, VIDEO_SUFFIXES, CropPairs, TrainingData, Windows, to_float
 from deeplandscape.data.transforms import Source, column, decode_crops, decode_pairs, decode_photos, read_shard_files
 
 SOURCES = ("auto", "memory", "stream")
@@ -101,10 +102,9 @@ def phase_resolutions(cfg: Config) -> list[int]:
     return out
 
 
-def crop_fraction(cfg: Config, load_resolution: int, r: int) -> float:
-    """The crop side as a fraction of the frame side, exactly as `TrainingData.sample_crop_pairs`."""
-    side = min(max(r, int(round(cfg.train.crop_scale * load_resolution))), load_resolution)
-    return side / load_resolution
+def window_fraction(windows: Windows, load_resolution: int, r: int, crops: bool = False) -> float:
+    """A window's side as a fraction of the frame side, exactly as `TrainingData` cuts it."""
+    return windows.side(load_resolution, r, windows.crop_fraction if crops else None) / load_resolution
 
 
 # --- Ray Data: read -------------------------------------------------------------------------
@@ -154,14 +154,16 @@ def repeats(rows_per_pass: int, epoch_rows: int) -> int:
     return max(1, -(-epoch_rows // rows_per_pass)) if rows_per_pass > 0 else 1
 
 
-def photos_dataset(source: Source, r: int, seed: int, epoch_rows: int = 0):
+def photos_dataset(source: Source, r: int, seed: int, epoch_rows: int = 0, fraction: float = 1.0):
+    c, side = source.window_resolution(r, fraction)
     if source.prepared:
-        col = column(source.real_resolution(r))
+        col = column(c)
         ds = _read_shards(source.uri, "photos", ["photo_id", "error", col], seed)
     else:
         ds, col = _read_raw(source.uri, PHOTO_SUFFIXES, seed, one_file_per_block=False), ""
     return ds.map_batches(decode_photos, batch_size=32, batch_format="pyarrow",
-                          fn_kwargs=dict(r=r, source=source, col=col, repeat=repeats(source.images, epoch_rows)))
+                          fn_kwargs=dict(r=r, source=source, c=c, side=side, col=col,
+                                         repeat=repeats(source.images, epoch_rows)))
 
 
 def _clips(source: Source, c: int, seed: int):
@@ -170,18 +172,20 @@ def _clips(source: Source, c: int, seed: int):
     return _read_raw(source.uri, VIDEO_SUFFIXES, seed, one_file_per_block=True)
 
 
-def pairs_dataset(source: Source, r: int, seed: int, epoch_rows: int = 0):
-    c = source.real_resolution(r)
+def pairs_dataset(source: Source, r: int, seed: int, epoch_rows: int = 0, fraction: float = 1.0):
+    c, side = source.window_resolution(r, fraction)
     return _clips(source, c, seed).map_batches(
         decode_pairs, batch_size=8, batch_format="pyarrow",
-        fn_kwargs=dict(r=r, source=source, c=c, col=column(c), repeat=repeats(source.images // 2, epoch_rows)))
+        fn_kwargs=dict(r=r, source=source, c=c, side=side, col=column(c),
+                       repeat=repeats(source.images // 2, epoch_rows)))
 
 
-def crops_dataset(source: Source, r: int, fraction: float, seed: int, epoch_rows: int = 0):
+def crops_dataset(source: Source, r: int, fraction: float, seed: int, epoch_rows: int = 0, flip: bool = True):
     c, side = source.crop_resolution(r, fraction)
     return _clips(source, c, seed).map_batches(
         decode_crops, batch_size=8, batch_format="pyarrow",
-        fn_kwargs=dict(r=r, source=source, c=c, side=side, col=column(c), repeat=repeats(source.images, epoch_rows)))
+        fn_kwargs=dict(r=r, source=source, c=c, side=side, col=column(c), repeat=repeats(source.images, epoch_rows),
+                       flip=flip))
 
 
 def training_datasets(cfg: Config) -> dict[str, Any] | None:
@@ -193,12 +197,14 @@ def training_datasets(cfg: Config) -> dict[str, Any] | None:
         return None
     photos, videos = _sources(cfg)
     load_res = cfg.data.load_resolution or 2 * cfg.model.resolution
-    seed, rows = cfg.train.seed, cfg.data.epoch_rows
+    seed, rows, windows = cfg.train.seed, cfg.data.epoch_rows, Windows.of(cfg.train)
     out = {}
     for r in phase_resolutions(cfg):
-        out[dataset_name("photos", r)] = photos_dataset(photos, r, seed, rows)
-        out[dataset_name("pairs", r)] = pairs_dataset(videos, r, seed, rows)
-        out[dataset_name("crops", r)] = crops_dataset(videos, r, crop_fraction(cfg, load_res, r), seed, rows)
+        fraction = window_fraction(windows, load_res, r)
+        out[dataset_name("photos", r)] = photos_dataset(photos, r, seed, rows, fraction)
+        out[dataset_name("pairs", r)] = pairs_dataset(videos, r, seed, rows, fraction)
+        out[dataset_name("crops", r)] = crops_dataset(videos, r, window_fraction(windows, load_res, r, crops=True),
+                                                      seed, rows, windows.flip_crops)
     return out
 
 
@@ -240,8 +246,8 @@ class _Stream:
 class StreamingData:
     """`TrainingData`'s interface over Ray Data streams, one per (kind, resolution)."""
 
-    def __init__(self, get_shard: Callable[[str], Any], crop_scale: float, shuffle_rows: int, load_resolution: int):
-        self.get_shard, self.crop_scale, self.shuffle_rows = get_shard, crop_scale, shuffle_rows
+    def __init__(self, get_shard: Callable[[str], Any], shuffle_rows: int, load_resolution: int):
+        self.get_shard, self.shuffle_rows = get_shard, shuffle_rows
         self.load_resolution = load_resolution
         self._streams: dict[tuple[str, int], _Stream] = {}
 
@@ -258,7 +264,7 @@ class StreamingData:
             datasets = training_datasets(cfg)
             get_shard = lambda name: datasets[name].iterator()  # noqa: E731
         load_res = cfg.data.load_resolution or 2 * cfg.model.resolution
-        return cls(get_shard, cfg.train.crop_scale, cfg.data.shuffle_rows, load_res)
+        return cls(get_shard, cfg.data.shuffle_rows, load_res)
 
     def next_batch(self, kind: str, resolution: int, rows: int) -> dict[str, torch.Tensor]:
         """The next `rows` rows of the `kind` stream at `resolution` (opened on first use)."""
@@ -287,11 +293,9 @@ class StreamingData:
         """Real pairs, two frames of one video: [rows, 2, 3, r, r] in [-1, 1]."""
         return to_float(self.next_batch("pairs", resolution, self._rows(n, part))["image"])
 
-    def sample_crop_pairs(self, n: int, resolution: int, scale: float, gen: torch.Generator | None = None,
+    def sample_crop_pairs(self, n: int, resolution: int, gen: torch.Generator | None = None,
                           part: slice = slice(None)) -> CropPairs:
         """Two crops of one real frame: images [rows, 2, 3, r, r]; boxes in the source frame's pixels."""
-        if scale != self.crop_scale:
-            raise ValueError(f"the crops stream was built for train.crop_scale={self.crop_scale}, asked for {scale}")
         b = self.next_batch("crops", resolution, self._rows(n, part))
         return CropPairs(to_float(b["image"]), torch.stack([b["video_id"], b["frame_index"]], dim=1), b["box"])
 
@@ -301,4 +305,4 @@ def open_training_data(cfg: Config, log: Callable[[str], None] | None = None) ->
     if resolve_source(cfg) == "stream":
         return StreamingData.open(cfg)
     return TrainingData.load(cfg.data.images, cfg.data.videos, cfg.data.load_resolution or 2 * cfg.model.resolution,
-                             log)
+                             log, Windows.of(cfg.train))

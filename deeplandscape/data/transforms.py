@@ -174,6 +174,14 @@ class Source:
                              f"prepare again with --resolutions up to {r}")
         return larger[0]
 
+    def window_resolution(self, r: int, fraction: float) -> tuple[int, int]:
+        """(stored resolution c, window side at c) for windows of `fraction` of the frame, >= r
+        px (the whole frame when fraction is 1)."""
+        if fraction >= 1.0:
+            c = self.real_resolution(r)
+            return c, c
+        return self.crop_resolution(r, fraction)
+
     def crop_resolution(self, r: int, fraction: float) -> tuple[int, int]:
         """(stored resolution c, crop side at c) for crops of `fraction` of the frame, >= r px."""
         for c in self.stored:
@@ -183,7 +191,7 @@ class Source:
         need = int(np.ceil(r / fraction))
         raise ValueError(f"crop sampling at {r} px cuts {fraction:g} of the frame side, so it needs frames of "
                          f"{need} px; {self.uri} holds up to {max(self.stored)} px (prepare again with "
-                         f"--resolutions up to {need}, or lower train.crop_scale)")
+                         f"--resolutions up to {need}, or a smaller train.window)")
 
 
 def read_shard_files(batch: pa.Table, filesystem: Any, columns: list[str]):
@@ -218,9 +226,24 @@ def _shuffled(columns: dict[str, np.ndarray], rng: np.random.Generator) -> dict[
     return {k: np.ascontiguousarray(v[order]) for k, v in columns.items()}
 
 
-def decode_photos(batch: pa.Table, r: int, source: Source, col: str, repeat: int) -> dict[str, np.ndarray]:
-    """Photos (shard rows or raw files) -> {photo_id, image [B, 3, r, r]}, each flipped with
-    p = 0.5; every photo `repeat` times (independent flips)."""
+def _window(frames: list[np.ndarray], side: int, r: int, rng: np.random.Generator) -> np.ndarray:
+    """One random side x side window of frames [c, c, 3] (the same place in each), resized to
+    r, all flipped alike with p = 0.5 -> [len(frames), 3, r, r]."""
+    span = frames[0].shape[0] - side
+    top, left = rng.integers(0, span + 1, size=2)
+    flip = rng.random() < 0.5
+    out = []
+    for f in frames:
+        x = _resize_square(np.ascontiguousarray(f[top : top + side, left : left + side]), r)
+        out.append(_chw(x[:, ::-1] if flip else x))
+    return np.stack(out)
+
+
+def decode_photos(batch: pa.Table, r: int, source: Source, c: int, side: int, col: str,
+                  repeat: int) -> dict[str, np.ndarray]:
+    """Photos (shard rows or raw files at c px) -> {photo_id, image [B, 3, r, r]}: a random
+    window of `side` px (`side == c`: the whole photo), resized to r, flipped with p = 0.5;
+    every photo `repeat` times (independent windows and flips)."""
     rng = np.random.default_rng()
     ids, images = [], []
     for row in batch.to_pylist():
@@ -229,16 +252,16 @@ def decode_photos(batch: pa.Table, r: int, source: Source, col: str, repeat: int
             if source.prepared:
                 if row["error"]:
                     continue
-                img = _resize_square(decode_image(row[col], str(name)), r)
+                img = decode_image(row[col], str(name))
                 photo_id = row["photo_id"]
             else:
-                img = pyramid(decode_image(row["bytes"], row["path"]), [r, source.top])[r]
+                img = pyramid(decode_image(row["bytes"], row["path"]), [c, source.top])[c]
                 photo_id = stable_id(row["path"])
         except Exception as e:  # noqa: BLE001 - one bad photo must not stop training
             _skip(f"photo {name}", e)
             continue
         for _ in range(repeat):
-            images.append(_chw(img[:, ::-1] if rng.random() < 0.5 else img))
+            images.append(_window([img], side, r, rng)[0])
             ids.append(photo_id)
     return _shuffled({"photo_id": np.asarray(ids, dtype=np.int64),
                       "image": np.stack(images) if images else np.zeros((0, 3, r, r), np.uint8)}, rng)
@@ -264,18 +287,18 @@ def _clip_rows(batch: pa.Table, source: Source, c: int, col: str):
             _skip(f"video {row.get('path') or row.get('video_id')}", e)
 
 
-def decode_pairs(batch: pa.Table, r: int, source: Source, c: int, col: str, repeat: int) -> dict[str, np.ndarray]:
+def decode_pairs(batch: pa.Table, r: int, source: Source, c: int, side: int, col: str,
+                 repeat: int) -> dict[str, np.ndarray]:
     """Clips -> real pairs: the clip's frames in random order, taken two by two (each frame
-    `repeat` times per epoch); both frames of a pair flipped alike."""
+    `repeat` times per epoch); both frames of a pair cut at one random window of `side` px
+    (`side == c`: the whole frame) and flipped alike."""
     rng = np.random.default_rng()
     vids, idx, images = [], [], []
     for video_id, frame_index, frames in _clip_rows(batch, source, c, col):
-        frames = [_chw(_resize_square(f, r)) for f in frames]  # [3, r, r] each
         for _ in range(repeat):
             order = rng.permutation(len(frames))
             for a, b in zip(order[0::2], order[1::2]):
-                pair = np.stack([frames[a], frames[b]])  # [2, 3, r, r]
-                images.append(pair[..., ::-1] if rng.random() < 0.5 else pair)
+                images.append(_window([frames[a], frames[b]], side, r, rng))  # [2, 3, r, r]
                 vids.append(video_id)
                 idx.append([frame_index[a], frame_index[b]])
     return _shuffled({"video_id": np.asarray(vids, dtype=np.int64),
@@ -284,9 +307,10 @@ def decode_pairs(batch: pa.Table, r: int, source: Source, c: int, col: str, repe
 
 
 def decode_crops(batch: pa.Table, r: int, source: Source, c: int, side: int, col: str,
-                 repeat: int) -> dict[str, np.ndarray]:
+                 repeat: int, flip: bool = True) -> dict[str, np.ndarray]:
     """Clips -> crop pairs: for every frame (`repeat` times), two crops of `side` px at two
-    different places, resized to r (the stand-in for D_pair's fake pair, paper 3.1)."""
+    different places, resized to r, flipped alike with p = 0.5 when `flip` (the stand-in for
+    D_pair's fake pair, paper 3.1)."""
     rng = np.random.default_rng()
     vids, idx, boxes, images = [], [], [], []
     span = c - side
@@ -295,8 +319,9 @@ def decode_crops(batch: pa.Table, r: int, source: Source, c: int, side: int, col
             pos = rng.integers(0, span + 1, size=(2, 2))  # [crop, (top, left)]
             while (pos[0] == pos[1]).all():  # one place twice would be a perfect real pair
                 pos[1] = rng.integers(0, span + 1, size=2)
-            crops = [frame[t : t + side, left : left + side] for t, left in pos]
-            images.append(np.stack([_chw(_resize_square(np.ascontiguousarray(x), r)) for x in crops]))
+            crops = np.stack([_chw(_resize_square(np.ascontiguousarray(frame[t : t + side, left : left + side]), r))
+                              for t, left in pos])
+            images.append(crops[..., ::-1] if flip and rng.random() < 0.5 else crops)
             vids.append(video_id)
             idx.append(f)
             boxes.append([[t, left, side] for t, left in pos])

@@ -43,7 +43,9 @@ class AnimationSettings:
     frames: int = 32  # frames of each real video compared (and frames animated)
     every: int = 1  # frame indices 0, every, 2 * every, ...
     reference: str = "same"  # "same": I_n vs Î_n (Fig. 7 right); "first": I_0 vs Î_n (Fig. 7 left, middle)
-    directions: tuple[str, ...] = ("3h",)  # homographies; each gives one animation per video
+    # Homographies, one animation each: a count N (N distinct clock directions per video, drawn
+    # from its name; the paper samples five per image) or the clock directions themselves.
+    directions: int | tuple[str, ...] = 5
     speed: float = 2.5
     metrics: tuple[str, ...] = ("fid", "lpips", "ssim")
     lpips_net: str = "vgg"
@@ -55,8 +57,16 @@ class AnimationSettings:
             raise ValueError(f"frames must be >= 2, got {self.frames}")
         if self.reference not in ("same", "first"):
             raise ValueError(f"reference must be 'same' or 'first', got {self.reference!r}")
-        if not self.directions:
+        if isinstance(self.directions, int):
+            if not 1 <= self.directions <= 12:
+                raise ValueError(f"directions must be a count in 1..12 or clock directions, got {self.directions}")
+        elif not self.directions:
             raise ValueError("give at least one direction")
+
+    def described_directions(self) -> str:
+        if isinstance(self.directions, int):
+            return f"{self.directions} per video, drawn from its name"
+        return ", ".join(self.directions)
 
 
 def _write_video(frames: list[np.ndarray], uri: str, fps: float) -> None:
@@ -139,7 +149,8 @@ def evaluate_animation(run_dir: str, real_videos: str, out_dir: str, s: Animatio
         raise ValueError(f"none of the {len(videos)} videos under {real_videos} could be read: {failed[:3]}")
     log(f"animation protocol: {len(names)} real videos at {model.resolution} px, animating their first frames")
     animated = animate_photos([storage.join(out_dir, "photos")], run_dir, storage.join(out_dir, "animated"),
-                              homographies=len(s.directions), frames=s.frames, directions=list(s.directions),
+                              homographies=s.directions if isinstance(s.directions, int) else len(s.directions),
+                              directions=None if isinstance(s.directions, int) else list(s.directions), frames=s.frames,
                               speed=s.speed, icfg=icfg, outputs=VideoOutputs(fps=30, scale=1),
                               device="cuda" if s.use_gpu else "cpu", log=log)
     failed += animated["failed"]
@@ -171,7 +182,7 @@ def evaluate_animation(run_dir: str, real_videos: str, out_dir: str, s: Animatio
         [(f"{m.upper()} (mean over frames, {ref} vs animated frame n)", metrics[m]) for m in s.metrics]
         + [("real videos", len(videos)), ("animated", metrics["animated"]), ("failed", len(failed)),
            ("model", f"{model.resolution} px at {model.kimg:.2f} kimg"),
-           ("directions", ", ".join(s.directions)), ("frames", s.frames)])
+           ("directions", s.described_directions()), ("frames", s.frames)])
     sections = [report.Section("Summary", summary),
                 report.Section("Per frame index (as the paper's Fig. 7)", curve_plots(curves))]
     if failed:

@@ -17,7 +17,7 @@ import argparse
 import json
 from typing import Any
 
-from deeplandscape.cli_args import path_args
+from deeplandscape.cli_args import directions_arg, path_args
 
 __all__ = ["add_evaluate_parser"]
 
@@ -140,7 +140,8 @@ def cmd_animation(args: argparse.Namespace) -> int:
     from .animation import AnimationSettings, evaluate_animation
 
     settings = AnimationSettings(frames=args.frames, every=args.every, reference=args.reference,
-                                 directions=tuple(args.directions.split(",")), speed=args.speed,
+                                 directions=args.directions if isinstance(args.directions, int)
+                                 else tuple(args.directions), speed=args.speed,
                                  lpips_net=args.lpips_net, workers=args.workers, use_gpu=args.gpu)
     icfg = inversion_config(load_model(args.run_dir).cfg, args.inversion,
                             {**parse_set(args.overrides), **({"invert.method": args.method} if args.method else {})})
@@ -216,7 +217,9 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--every", type=int, default=1, help="frame indices 0, K, 2K, ...")
     q.add_argument("--reference", choices=["same", "first"], default="same",
                    help="compare animated frame n with real frame n (same) or with real frame 0 (first)")
-    q.add_argument("--directions", default="3h", help="comma-separated homographies, one animation each")
+    q.add_argument("--directions", type=directions_arg, default=5,
+                   help="homographies per video, one animation each: a count N (N distinct clock directions drawn "
+                        "from the video's name; the paper: 5) or a list such as 3h,9h (default 5)")
     q.add_argument("--speed", type=float, default=2.5)
     q.add_argument("--method", help="inversion method (default: the run's invert.method, auto)")
     q.add_argument("--inversion", help="an inversion preset from configs/, e.g. inversion-authors")

@@ -9,8 +9,8 @@ import argparse
 import dataclasses
 import json
 
-from deeplandscape.cli_args import path_args
-from deeplandscape.invert.cli import add_animation_args, inversion_overrides, split_directions
+from deeplandscape.cli_args import path_args, split_directions
+from deeplandscape.invert.cli import add_animation_args, inversion_overrides
 
 
 def cmd_animate_bucket(args: argparse.Namespace) -> int:

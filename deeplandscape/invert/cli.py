@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deeplandscape.cli_args import path_args
+from deeplandscape.cli_args import directions_arg, path_args, split_directions
 from deeplandscape.config import INVERSION_METHODS, parse_set
 
 
@@ -79,25 +79,6 @@ def add_animation_args(p: argparse.ArgumentParser, speed_type) -> None:
     p.add_argument("--superres", action="store_true",
                    help="x4 super-resolved videos (up to superres.max_size px), static parts guided by the photo "
                         "(needs train-superres); --scale then applies to compare.png only")
-
-
-def directions_arg(value: str) -> int | list[str]:
-    """`--directions`: a count ("5") or a list of clock directions ("3h,9h")."""
-    from deeplandscape.animate.homography import CLOCK_DIRECTIONS
-
-    if value.strip().isdigit():
-        return int(value)
-    names = [d.strip() for d in value.split(",") if d.strip()]
-    unknown = [d for d in names if d not in CLOCK_DIRECTIONS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"expected a count or clock directions ({', '.join(CLOCK_DIRECTIONS)}), "
-                                         f"got {value!r}")
-    return names
-
-
-def split_directions(value: int | list[str]) -> tuple[int, list[str] | None]:
-    """`--directions` -> (count, explicit list or None), as `pick_directions` takes them."""
-    return (value, None) if isinstance(value, int) else (len(value), value)
 
 
 def cmd_animate(args: argparse.Namespace) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from deeplandscape.config import InvertConfig

@@ -8,6 +8,12 @@ D_pair sees a pair of frames [B, 2, 3, H, W] and has two variants:
   concatenated and a 1x1 convolution fuses them back to the trunk's width.
 - "early_fusion" (the authors' code): each frame has its own from-RGB layer with C/2
   channels; the two halves are concatenated and the rest is D_st's trunk.
+
+Progressive growing fades a new resolution in over the previous network on the 2x
+downsampled input, so that alpha = 0 is exactly the previous network. For "paper" the
+previous network fused the frames one block lower (after ITS per-frame block), so the fade
+happens there (`model.pair_fade = "continuous"`); runs made before that setting faded at the
+new block's output through a fresh fuse layer ("legacy"), a jump at every resolution change.
 """
 
 from __future__ import annotations
@@ -17,16 +23,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from deeplandscape.config import ModelConfig
-from deeplandscape.nets.generator import channels_at, level_of
-from deeplandscape.nets.layers import Blur, EqualConv2d, EqualLinear, minibatch_stddev
+from deeplandscape.nets.generator import channels_at, layer_gain, level_of
+from deeplandscape.nets.layers import HE_GAIN, Blur, EqualConv2d, EqualLinear, minibatch_stddev
 
 PAIR_VARIANTS = ("paper", "early_fusion")
 
 
 class FromRGB(nn.Module):
-    def __init__(self, out_ch: int, in_ch: int = 3):
+    def __init__(self, out_ch: int, in_ch: int = 3, gain: float = HE_GAIN):
         super().__init__()
-        self.conv = EqualConv2d(in_ch, out_ch, 1)
+        self.conv = EqualConv2d(in_ch, out_ch, 1, gain=gain)
 
     def forward(self, x):
         return F.leaky_relu(self.conv(x), 0.2)
@@ -35,11 +41,11 @@ class FromRGB(nn.Module):
 class DownBlock(nn.Module):
     """conv3x3 -> LReLU -> blur -> conv3x3 -> LReLU -> 2x average pool."""
 
-    def __init__(self, in_ch: int, out_ch: int):
+    def __init__(self, in_ch: int, out_ch: int, gain: float = HE_GAIN):
         super().__init__()
-        self.conv1 = EqualConv2d(in_ch, in_ch, 3, padding=1)
+        self.conv1 = EqualConv2d(in_ch, in_ch, 3, padding=1, gain=gain)
         self.blur = Blur(in_ch)
-        self.conv2 = EqualConv2d(in_ch, out_ch, 3, padding=1)
+        self.conv2 = EqualConv2d(in_ch, out_ch, 3, padding=1, gain=gain)
 
     def forward(self, x):
         x = F.leaky_relu(self.conv1(x), 0.2)
@@ -50,12 +56,12 @@ class DownBlock(nn.Module):
 class FinalBlock(nn.Module):
     """The 4x4 block: minibatch-stddev, conv, dense, logit."""
 
-    def __init__(self, ch: int, mbstd_group: int):
+    def __init__(self, ch: int, mbstd_group: int, gain: float = HE_GAIN):
         super().__init__()
         self.mbstd_group = mbstd_group
-        self.conv = EqualConv2d(ch + 1, ch, 3, padding=1)
-        self.fc = EqualLinear(ch * 16, ch)
-        self.out = EqualLinear(ch, 1)
+        self.conv = EqualConv2d(ch + 1, ch, 3, padding=1, gain=gain)
+        self.fc = EqualLinear(ch * 16, ch, gain=gain)
+        self.out = EqualLinear(ch, 1)  # gain 1: the logit
 
     def forward(self, x):
         x = minibatch_stddev(x, self.mbstd_group)
@@ -75,18 +81,20 @@ class Discriminator(nn.Module):
         self.pair = pair
         self.variant = cfg.pair_d if pair else "static"
         self.num_levels = level_of(cfg.resolution) + 1
+        self.continuous_fade = cfg.pair_fade == "continuous"
+        gain = layer_gain(cfg)
         ch = [channels_at(4 * 2**n, cfg) for n in range(self.num_levels)]
         # blocks[n] takes level n (4*2^n px) down to level n-1; blocks[0] is the 4x4 head.
-        self.blocks = nn.ModuleList([FinalBlock(ch[0], cfg.mbstd_group)])
-        self.blocks.extend(DownBlock(ch[n], ch[n - 1]) for n in range(1, self.num_levels))
+        self.blocks = nn.ModuleList([FinalBlock(ch[0], cfg.mbstd_group, gain)])
+        self.blocks.extend(DownBlock(ch[n], ch[n - 1], gain) for n in range(1, self.num_levels))
         if self.variant == "early_fusion":
-            self.from_rgb = nn.ModuleList(FromRGB(c // 2) for c in ch)
-            self.from_rgb_b = nn.ModuleList(FromRGB(c - c // 2) for c in ch)
+            self.from_rgb = nn.ModuleList(FromRGB(c // 2, gain=gain) for c in ch)
+            self.from_rgb_b = nn.ModuleList(FromRGB(c - c // 2, gain=gain) for c in ch)
         else:
-            self.from_rgb = nn.ModuleList(FromRGB(c) for c in ch)
+            self.from_rgb = nn.ModuleList(FromRGB(c, gain=gain) for c in ch)
         if self.variant == "paper":
             # fuse[n]: concatenated per-frame features at level n (2C) -> the trunk's C.
-            self.fuse = nn.ModuleList(EqualConv2d(2 * c, c, 1) for c in ch)
+            self.fuse = nn.ModuleList(EqualConv2d(2 * c, c, 1, gain=gain) for c in ch)
 
     def _fuse(self, level: int, x: torch.Tensor) -> torch.Tensor:
         # [2B, C, h, w] with frames interleaved -> [B, 2C, h, w] -> [B, C, h, w]
@@ -113,11 +121,19 @@ class Discriminator(nn.Module):
         if self.variant == "paper":
             # The first block of the current resolution runs on each frame separately.
             h = self._fuse(top - 1, self.blocks[top](self.from_rgb[top](x.flatten(0, 1))))
+            if alpha < 1.0 and self.continuous_fade and top >= 2:
+                # Fade in where the previous resolution's network fused its frames, one block
+                # lower: at alpha = 0 this is exactly that network on the downsampled pair.
+                h = self.blocks[top - 1](h)
+                skip = self._fuse(top - 2, self.blocks[top - 1](self.from_rgb[top - 1](downsample(x).flatten(0, 1))))
+                h = torch.lerp(skip, h, alpha)
+                top -= 1
+            elif alpha < 1.0:  # "legacy" (runs made before model.pair_fade), or fading in 8 px
+                h = torch.lerp(self._input(downsample(x), top - 1), h, alpha)
         else:
             h = self.blocks[top](self._input(x, top))
-        if alpha < 1.0:
-            skip = self._input(downsample(x), top - 1)
-            h = torch.lerp(skip, h, alpha)
+            if alpha < 1.0:
+                h = torch.lerp(self._input(downsample(x), top - 1), h, alpha)
         for n in range(top - 1, -1, -1):
             h = self.blocks[n](h)
         return h

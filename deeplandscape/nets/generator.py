@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deeplandscape.config import ModelConfig
-from deeplandscape.nets.layers import AdaIN, Blur, EqualConv2d, EqualLinear, NoiseInjection, PixelNorm
+from deeplandscape.nets.layers import HE_GAIN, AdaIN, Blur, EqualConv2d, EqualLinear, NoiseInjection, PixelNorm
 
 
 def level_of(resolution: int) -> int:
@@ -39,14 +39,20 @@ def channels_at(resolution: int, cfg: ModelConfig) -> int:
 MAPPING_SLOPE = 0.2  # M's LeakyReLU slope; its last layer ends in one, which the lighting network A undoes
 
 
+def layer_gain(cfg: ModelConfig) -> float:
+    """The equalised-lr gain of layers followed by a LeakyReLU: sqrt(2) (StyleGAN v1), or 1 in
+    runs made before `model.he_gain` (their saved configs read it as false)."""
+    return HE_GAIN if cfg.he_gain else 1.0
+
+
 class MappingNetwork(nn.Module):
     """M: z = [z_st, z_dyn] -> w, PixelNorm then `mapping_layers` equalised-lr linear layers."""
 
-    def __init__(self, z_dim: int, w_dim: int, num_layers: int):
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, gain: float = HE_GAIN):
         super().__init__()
         layers: list[nn.Module] = [PixelNorm()]
         for i in range(num_layers):
-            layers += [EqualLinear(z_dim if i == 0 else w_dim, w_dim), nn.LeakyReLU(MAPPING_SLOPE)]
+            layers += [EqualLinear(z_dim if i == 0 else w_dim, w_dim, gain=gain), nn.LeakyReLU(MAPPING_SLOPE)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -54,13 +60,16 @@ class MappingNetwork(nn.Module):
 
 
 class StyledConv(nn.Module):
-    """(upsample) conv -> + static noise -> + dynamic noise -> LeakyReLU -> AdaIN."""
+    """(upsample) conv -> + static noise -> + dynamic noise -> LeakyReLU -> AdaIN.
 
-    def __init__(self, in_ch: int, out_ch: int, w_dim: int, upsample: bool, separate_noise: bool):
+    `in_ch = 0`: no convolution (the 4x4 level's first layer starts from the learned constant)."""
+
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, upsample: bool, separate_noise: bool,
+                 gain: float = HE_GAIN, pad_mode: str = "reflect"):
         super().__init__()
         self.upsample = upsample
-        self.conv = EqualConv2d(in_ch, out_ch, 3, padding=1)
-        self.blur = Blur(out_ch) if upsample else None
+        self.conv = EqualConv2d(in_ch, out_ch, 3, padding=1, gain=gain, pad_mode=pad_mode) if in_ch else None
+        self.blur = Blur(out_ch, pad_mode) if upsample else None
         self.noise_st = NoiseInjection(out_ch)
         self.noise_dyn = NoiseInjection(out_ch) if separate_noise else None
         self.adain = AdaIN(out_ch, w_dim)
@@ -83,19 +92,21 @@ class StyledConv(nn.Module):
 class SynthesisBlock(nn.Module):
     """One resolution level: two styled convolutions sharing the level's w, S_st and S_dyn."""
 
-    def __init__(self, in_ch: int, out_ch: int, w_dim: int, first: bool, separate_noise: bool):
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, first: bool, separate_noise: bool,
+                 gain: float = HE_GAIN, pad_mode: str = "reflect"):
         super().__init__()
         self.first = first
         if first:
-            # The 4x4 level starts from a learned constant instead of an upsampling conv.
+            # The 4x4 level starts from a learned constant instead of an upsampling conv
+            # (conv1 has no convolution, only noise, LeakyReLU and AdaIN).
             # Random, not ones: instance norm of a spatially flat map is 0/0, which leaves
             # the first styles with float-noise gradients that Adam blows up to full steps.
             self.const = nn.Parameter(torch.randn(1, out_ch, 4, 4))
-            self.conv1 = StyledConv(out_ch, out_ch, w_dim, upsample=False, separate_noise=separate_noise)
+            self.conv1 = StyledConv(0, out_ch, w_dim, False, separate_noise, gain, pad_mode)
         else:
-            self.conv1 = StyledConv(in_ch, out_ch, w_dim, upsample=True, separate_noise=separate_noise)
-        self.conv2 = StyledConv(out_ch, out_ch, w_dim, upsample=False, separate_noise=separate_noise)
-        self.to_rgb = EqualConv2d(out_ch, 3, 1)
+            self.conv1 = StyledConv(in_ch, out_ch, w_dim, True, separate_noise, gain, pad_mode)
+        self.conv2 = StyledConv(out_ch, out_ch, w_dim, False, separate_noise, gain, pad_mode)
+        self.to_rgb = EqualConv2d(out_ch, 3, 1)  # gain 1: a linear output
 
     def forward(self, x, w, S_st, S_dyn):
         if self.first:
@@ -114,12 +125,14 @@ class Generator(nn.Module):
             raise ValueError(f"model.z_dyn_dim must be in [0, z_dim), got {cfg.z_dyn_dim}")
         self.cfg = cfg
         self.num_levels = level_of(cfg.resolution) + 1
-        self.M = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.mapping_layers)
+        gain = layer_gain(cfg)
+        self.M = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, gain)
         self.blocks = nn.ModuleList()
         in_ch = 0
         for level in range(self.num_levels):
             out_ch = channels_at(4 * 2**level, cfg)
-            self.blocks.append(SynthesisBlock(in_ch, out_ch, cfg.w_dim, level == 0, cfg.separate_noise))
+            self.blocks.append(SynthesisBlock(in_ch, out_ch, cfg.w_dim, level == 0, cfg.separate_noise, gain,
+                                              cfg.g_padding))
             in_ch = out_ch
 
     # --- latents ---------------------------------------------------------------------------

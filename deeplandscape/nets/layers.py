@@ -1,7 +1,9 @@
 """StyleGAN-v1 building blocks: equalised learning rate, PixelNorm, AdaIN, noise, blur.
 
 Equalised learning rate (Karras et al. 2018): weights are stored as N(0, 1) and scaled
-at run time by He's constant, so Adam sees every layer at the same scale.
+at run time by He's constant gain / sqrt(fan_in), so Adam sees every layer at the same scale.
+StyleGAN v1 uses gain sqrt(2) (`HE_GAIN`) for every layer that a LeakyReLU follows and 1 for
+the style, to-RGB and logit layers; runs made before `model.he_gain` existed used 1 throughout.
 """
 
 from __future__ import annotations
@@ -12,28 +14,42 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+HE_GAIN = math.sqrt(2.0)  # He et al. 2015, the gain of a layer followed by a (Leaky)ReLU
+
 
 class EqualLinear(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0):
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, gain: float = 1.0):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
-        self.w_scale = lr_mul / math.sqrt(in_dim)
+        self.w_scale = gain * lr_mul / math.sqrt(in_dim)
         self.lr_mul = lr_mul
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight * self.w_scale, self.bias * self.lr_mul)
 
 
+PAD_MODES = ("reflect", "zeros")
+
+
 class EqualConv2d(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, padding: int = 0):
+    """`pad_mode` "zeros" (StyleGAN v1) or "reflect" (the generator's: zeros draw a frame, see
+    `ModelConfig.g_padding`)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, padding: int = 0, gain: float = 1.0,
+                 pad_mode: str = "zeros"):
         super().__init__()
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_ch))
-        self.w_scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
-        self.padding = padding
+        self.w_scale = gain / math.sqrt(in_ch * kernel * kernel)
+        self.padding, self.pad_mode = padding, pad_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding and self.pad_mode != "zeros":
+            x = F.pad(x, (self.padding,) * 4, mode=self.pad_mode)
+            return F.conv2d(x, self.weight * self.w_scale, self.bias)
         return F.conv2d(x, self.weight * self.w_scale, self.bias, padding=self.padding)
 
 
@@ -50,12 +66,15 @@ class Blur(nn.Module):
     its double backward (R1) one channel at a time on the CPU, which cost a third of a step.
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, pad_mode: str = "zeros"):
         super().__init__()
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
         self.channels = channels
+        self.pad_mode = "constant" if pad_mode == "zeros" else pad_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (1, 1, 1, 1))
+        x = F.pad(x, (1, 1, 1, 1), mode=self.pad_mode)
         x = 0.25 * x[..., :, :-2] + 0.5 * x[..., :, 1:-1] + 0.25 * x[..., :, 2:]
         return 0.25 * x[..., :-2, :] + 0.5 * x[..., 1:-1, :] + 0.25 * x[..., 2:, :]
 

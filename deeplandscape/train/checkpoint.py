@@ -64,14 +64,43 @@ def save_checkpoint(run_dir: str, cfg: Config, step: int, images_seen: int, stat
 
 
 def load_checkpoint(uri: str, map_location: str | torch.device = "cpu") -> tuple[Config, dict, dict[str, Any]]:
-    """(config, progress, state) of a checkpoint directory."""
+    """(config, progress, state) of a checkpoint directory, in today's layout (`upgrade_state`)."""
     meta_uri = storage.join(uri, "config.json")
     if not storage.exists(meta_uri):
         raise FileNotFoundError(f"{uri} is not a complete checkpoint (no config.json)")
     meta = json.loads(storage.read_text(meta_uri))
     progress = meta.pop("progress")
     state = storage.load_tensors(storage.join(uri, "state.pt"), map_location=map_location)
-    return Config.from_dict(meta), progress, state
+    return Config.from_dict(meta), progress, upgrade_state(state)
+
+
+# Tensors older versions saved that today's networks do not have: the 4x4 level's first
+# convolution, which its forward pass never ran (the level starts from the learned constant).
+UNUSED_G_KEYS = ("blocks.0.conv1.conv.weight", "blocks.0.conv1.conv.bias")
+
+
+def upgrade_state(state: dict[str, Any]) -> dict[str, Any]:
+    """Drop `UNUSED_G_KEYS` from the generators and their Adam state, in place.
+
+    The G optimiser's first parameter group is `G.blocks.parameters()`, in the order of the
+    state dict's `blocks.*` keys, so a dropped key's position there is its position in the group.
+    """
+    G = state.get("G")
+    if G is None or UNUSED_G_KEYS[0] not in G:
+        return state
+    block_keys = [k for k in G if k.startswith("blocks.")]
+    drop = {block_keys.index(k) for k in UNUSED_G_KEYS}
+    opt = state.get("opt_G")
+    if opt is not None:
+        group = opt["param_groups"][0]
+        gone = [p for i, p in enumerate(group["params"]) if i in drop]
+        group["params"] = [p for i, p in enumerate(group["params"]) if i not in drop]
+        for p in gone:
+            opt["state"].pop(p, None)
+    for name in ("G", "G_ema"):
+        for k in UNUSED_G_KEYS:
+            state.get(name, {}).pop(k, None)
+    return state
 
 
 def resume_latest(run_dir: str, target, device: str | torch.device, log=None, what: str = "") -> CheckpointInfo | None:

@@ -198,7 +198,7 @@ class Trainer:
         # Fake batch for D: crop sampling replaces G's pair by two crops of one real frame,
         # so G's forward pass is skipped on those iterations.
         if use_crop:
-            fake = self.data.sample_crop_pairs(batch, res, t.crop_scale, data_gen, part).images
+            fake = self.data.sample_crop_pairs(batch, res, data_gen, part).images
         else:
             with torch.no_grad(), self._autocast():
                 fake = generate(self.G, self.sample_fakes(batch, part, frames, res, latent_gen), res, alpha)

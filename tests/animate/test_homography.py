@@ -206,8 +206,16 @@ def test_animate_noise_is_h_power_of_frame_zero(authors_mode: bool) -> None:
         else:
             ref = warp_maps(maps, sky, water, horizon)
         torch.testing.assert_close(f, ref, atol=1e-5, rtol=0)
-        if not authors_mode:
-            torch.testing.assert_close(f[0:1], s, atol=1e-5, rtol=0)  # frame 0 is S_dyn itself
+        torch.testing.assert_close(f[0:1], s, atol=1e-5, rtol=0)  # frame 0 is S_dyn itself, both modes
+        assert (f[1] - s[0]).abs().mean() < 0.5 * (f[9] - s[0]).abs().mean()  # and frames move on gradually
+
+
+@pytest.mark.parametrize("authors_mode", [False, True])
+def test_a_still_animation_keeps_s_dyn(authors_mode: bool) -> None:
+    """Speed 0: every frame's S_dyn is frame 0's, to float error (no resampling drift)."""
+    S_dyn = [torch.randn(1, 1, r, r, generator=torch.Generator().manual_seed(r)) for r in (4, 8, 16, 32)]
+    for s, f in zip(S_dyn, animate_noise(S_dyn, CLOCK_DIRECTIONS["3h"], 0.4, range(5), 0.0, authors_mode, 32)):
+        torch.testing.assert_close(f, s.expand(5, -1, -1, -1), atol=1e-5, rtol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

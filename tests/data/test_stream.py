@@ -41,6 +41,15 @@ def as_hwc(x: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).numpy()  # [3, r, r] -> [r, r, 3]
 
 
+def window(frames: list[np.ndarray], top: int, left: int, side: int, r: int, flip: bool) -> np.ndarray:
+    """The side x side window of each frame, box-resized to r as the stream does, maybe flipped."""
+    from PIL import Image
+
+    out = [np.asarray(Image.fromarray(np.ascontiguousarray(f[top:top + side, left:left + side]))
+                      .resize((r, r), Image.Resampling.BOX)) for f in frames]
+    return np.stack([x[:, ::-1] if flip else x for x in out])
+
+
 def test_source_selection(synth_data, shards):
     assert resolve_source(tiny_config(synth_data)) == "memory"
     assert resolve_source(stream_config(synth_data, shards)) == "stream"
@@ -61,29 +70,32 @@ def test_batches_follow_the_phase_resolution_and_pairs_come_from_one_video(local
             assert x.shape == (8, 3, r, r) and x.dtype == torch.float32
             assert -1.0 <= x.min() and x.max() <= 1.0
 
-        # Real pairs: two different frames of ONE video, flipped alike, as stored at 16 px.
-        frames16 = stored_frames(shards, 16)
+        # Real pairs at 16 px: two different frames of ONE video, one window of 0.75 of the
+        # side (train.window) for both, flipped alike: 24 px of the stored 32 px frames.
+        frames32 = stored_frames(shards, 32)
         b = data.next_batch("pairs", 16, 8)
         assert b["image"].shape == (8, 2, 3, 16, 16) and b["image"].dtype == torch.uint8
         for vid, (fa, fb), pair in zip(b["video_id"].tolist(), b["frame_index"].tolist(), b["image"]):
             assert fa != fb
-            a, c = frames16[vid, fa], frames16[vid, fb]
-            got_a, got_b = as_hwc(pair[0]), as_hwc(pair[1])
-            flipped = not np.array_equal(got_a, a)
-            np.testing.assert_array_equal(got_a, a[:, ::-1] if flipped else a)
-            np.testing.assert_array_equal(got_b, c[:, ::-1] if flipped else c)
+            got = np.stack([as_hwc(pair[0]), as_hwc(pair[1])])
+            assert any(np.array_equal(got, window([frames32[vid, fa], frames32[vid, fb]], top, left, 24, 16, flip))
+                       for top in range(9) for left in range(9) for flip in (False, True)), "not one shared window"
         assert data.sample_pairs(16, 16, None, slice(8, 16)).shape == (8, 2, 3, 16, 16)
 
-        # Crop pairs at 8 px: half the frame side (train.crop_scale), cut from the 16 px frames,
-        # so every crop is exactly a window of the stored frame, at two different places.
-        crops = data.sample_crop_pairs(8, 8, 0.5, None, slice(0, 4))
+        # Crop pairs at 8 px: windows of the same 0.75 of the side, cut from the 16 px frames
+        # (12 px), at two different places, flipped alike.
+        frames16 = stored_frames(shards, 16)
+        crops = data.sample_crop_pairs(8, 8, None, slice(0, 4))
         assert crops.images.shape == (4, 2, 3, 8, 8)
         for (vid, f), boxes, pair in zip(crops.frames.tolist(), crops.boxes.tolist(), crops.images):
             assert boxes[0] != boxes[1]
-            for (top, left, side), crop in zip(boxes, pair):
-                assert side == 8 and 0 <= top <= 8 and 0 <= left <= 8
-                window = frames16[vid, f][top : top + side, left : left + side]
-                np.testing.assert_allclose(crop.permute(1, 2, 0).numpy(), window / 127.5 - 1.0, atol=1e-6)
+            got = ((pair.permute(0, 2, 3, 1).numpy() + 1.0) * 127.5).round().astype(np.uint8)
+            frame = frames16[vid, f]
+            (t0, l0, side), (t1, l1, _) = boxes
+            assert side == 12 and all(0 <= v <= 4 for v in (t0, l0, t1, l1))
+            cut = lambda flip: np.concatenate([window([frame], t0, l0, 12, 8, flip),  # noqa: E731
+                                               window([frame], t1, l1, 12, 8, flip)])
+            assert np.array_equal(got, cut(False)) or np.array_equal(got, cut(True))
     finally:
         data.close()
 

@@ -8,7 +8,6 @@ resizing, networks, statistics), not the trained weights.
 from __future__ import annotations
 
 import hashlib
-import re
 import subprocess
 import sys
 import warnings

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from deeplandscape.animate.homography import CLOCK_DIRECTIONS
 from deeplandscape.config import load_config
 from deeplandscape.invert.animate_photos import PhotoAnimator, inversion_config
 from deeplandscape.invert.inversion import BatchedPlateauAdam, Inverter
 from deeplandscape.invert.photos import to_model_input
-from deeplandscape.sample import Animation, VideoOutputs, load_model
+from deeplandscape.sample import Animation, VideoOutputs, load_model, to_uint8
 
 FAST = {"invert.opt_steps": "60", "invert.finetune_steps": "60"}
 
@@ -160,6 +161,18 @@ def test_outputs_of_one_photo(tmp_path, animator, photos):
     meta = json.loads((tmp_path / "one" / "inversion.json").read_text())
     assert meta["method"] == "EOIFS" and meta["mask"] == "file" and set(meta["losses"]) == {"init", "optimise", "finetune"}
     assert sorted(p.split("/")[-1] for p in result["outputs"]) == ["3h.jpg", "3h.mp4", "compare.png", "inversion.json"]
+
+
+@pytest.mark.parametrize("authors_mode", [True, False])
+def test_the_first_frame_is_the_reconstruction(animator, photos, authors_mode):
+    """An animated photo starts exactly where its inversion ends, in both warp modes."""
+    inv = invert_with(animator, photos[:1], "EOIFS").photo(0)
+    animation = Animation(motion=CLOCK_DIRECTIONS["12h"], speed=4.0, horizon=photos[0].horizon,
+                          authors_mode=authors_mode)
+    video = np.concatenate(list(animator.render(inv, animation, frames=16)))
+    recon = to_uint8(animator.inverter.reconstruct(inv))[0]
+    assert np.abs(video[0].astype(int) - recon).max() <= 1  # float error can flip a rounding
+    assert not np.array_equal(video[-1], video[0])  # and then it moves (the tiny test model only a little)
 
 
 def test_perceptual_term_uses_lpips_vgg_from_the_weight_cache(tmp_path, monkeypatch, tiny_run, photos):

@@ -88,22 +88,62 @@ def test_discriminator_shapes(variant, res, alpha):
 
 
 @pytest.mark.parametrize("variant", ["static", "paper", "early_fusion"])
-def test_discriminator_alpha_zero_sees_the_downsampled_input(variant):
-    """At alpha 0 the new level is invisible: D(x, r, 0) == D(down(x), r/2, 1)."""
+@pytest.mark.parametrize("res", [16, 32])
+def test_discriminator_alpha_zero_is_the_previous_resolution(variant, res):
+    """Fade-in continuity, every variant: D(x, r, 0) == D(down(x), r/2, 1), to float error."""
     cfg = load_config("tiny", {"model.pair_d": "paper" if variant == "static" else variant}).model
     torch.manual_seed(0)
     D = Discriminator(cfg, pair=variant != "static")
-    x = torch.randn((4, 3, 32, 32) if variant == "static" else (4, 2, 3, 32, 32))
-    if variant == "paper":
-        # The paper variant's per-frame block moves up with the resolution, so the faded
-        # network is the lower one with its skip path (from-RGB then fuse): check the skip.
-        skip = D._input(downsample(x), level_of(16))
-        h = skip
-        for n in range(level_of(16), -1, -1):
-            h = D.blocks[n](h)
-        torch.testing.assert_close(D(x, 32, 0.0), h)
-    else:
-        torch.testing.assert_close(D(x, 32, 0.0), D(downsample(x), 16, 1.0))
+    x = torch.randn((4, 3, res, res) if variant == "static" else (4, 2, 3, res, res))
+    torch.testing.assert_close(D(x, res, 0.0), D(downsample(x), res // 2, 1.0))
+    # ... and alpha moves it away from there: the new level is not ignored
+    assert not torch.allclose(D(x, res, 0.5), D(x, res, 0.0))
+
+
+def test_legacy_paper_pair_fade_still_jumps():
+    """Runs made before model.pair_fade keep their fade (a jump at alpha 0), as they were trained."""
+    cfg = load_config("tiny", {"model.pair_d": "paper", "model.pair_fade": "legacy"}).model
+    torch.manual_seed(0)
+    D = Discriminator(cfg, pair=True)
+    x = torch.randn(4, 2, 3, 32, 32)
+    gap = (D(x, 32, 0.0) - D(downsample(x), 16, 1.0)).abs().max()
+    assert gap > 1e-3, gap
+    h = D._input(downsample(x), level_of(16))  # the legacy skip: from-RGB and a fuse at 16 px
+    for n in range(level_of(16), -1, -1):
+        h = D.blocks[n](h)
+    torch.testing.assert_close(D(x, 32, 0.0), h)
+
+
+def test_he_gain_keeps_the_mapping_signal_and_old_configs_read_the_old_gain():
+    """StyleGAN v1's gain sqrt(2): w keeps an rms near z's through M at initialisation; without
+    it (runs made before model.he_gain) each layer shrinks the signal, and saved configs that
+    lack the field read it as false."""
+    from deeplandscape.config import Config
+
+    cfg = load_config("tiny")
+    assert cfg.model.he_gain
+    rms = {}
+    for gain in (True, False):
+        torch.manual_seed(0)
+        M = Generator(load_config("tiny", {"model.he_gain": str(gain)}).model).M
+        with torch.no_grad():
+            rms[gain] = float(M(torch.randn(4096, cfg.model.z_dim)).pow(2).mean().sqrt())
+    assert 0.5 < rms[True] < 1.5, rms
+    assert rms[False] < 0.5 * rms[True], rms
+    saved = cfg.to_dict()
+    for key in ("he_gain", "pair_fade", "g_padding"):
+        del saved["model"][key]
+    del saved["train"]["window"]
+    old = Config.from_dict(saved)  # a config.json written before issue 17's fixes
+    assert (old.model.he_gain, old.model.pair_fade, old.model.g_padding, old.train.window) == \
+        (False, "legacy", "zeros", 0.0)
+    assert Config.from_dict(cfg.to_dict()).model.he_gain is True
+
+
+def test_first_level_has_no_unused_convolution(model_cfg):
+    G = Generator(model_cfg)
+    assert G.blocks[0].conv1.conv is None
+    assert not any(k.startswith("blocks.0.conv1.conv.") for k in G.state_dict())
 
 
 def test_pair_discriminator_rejects_single_images(model_cfg):
@@ -124,3 +164,20 @@ def test_blur_equals_the_depthwise_121_convolution():
     k = torch.tensor([1.0, 2.0, 1.0])
     kernel = (k[:, None] * k[None, :] / 16).expand(5, 1, 3, 3)
     torch.testing.assert_close(Blur(5)(x), F.conv2d(x, kernel, padding=1, groups=5))
+
+
+def test_generator_padding_draws_no_frame():
+    """G's convolutions and blur pad by reflection: a flat map stays flat up to the border,
+    where zero padding (older runs, model.g_padding = "zeros") darkens the outer ring."""
+    from deeplandscape.nets.layers import Blur, EqualConv2d
+
+    flat = torch.full((1, 4, 8, 8), 0.7)
+    conv = EqualConv2d(4, 4, 3, padding=1, pad_mode="reflect")
+    out = conv(flat)
+    torch.testing.assert_close(out, out[:, :, 3:4, 3:4].expand_as(out))  # every pixel as the centre
+    torch.testing.assert_close(Blur(4, "reflect")(flat), flat)
+    assert (Blur(4)(flat)[..., 0, :] < 0.7 - 0.1).all()  # D's blur keeps StyleGAN's zero padding
+    G = Generator(load_config("tiny").model)
+    assert G.blocks[1].conv1.conv.pad_mode == "reflect" and G.blocks[1].conv1.blur.pad_mode == "reflect"
+    old = Generator(load_config("tiny", {"model.g_padding": "zeros"}).model)
+    assert old.blocks[1].conv1.conv.pad_mode == "zeros"

@@ -92,3 +92,49 @@ def test_training_changes_weights_and_ema_lags(synth_data):
     # EMA sits between the initial and the current weights.
     assert (ema[k] - before[k]).abs().sum() < (after[k] - before[k]).abs().sum()
     assert not torch.equal(ema[k], before[k])
+
+
+def _old_layout(state):
+    """`state` as versions before issue 17 saved it: the 4x4 level's unused convolution
+    (weights right after `blocks.0.const`, and its two Adam entries second and third in the
+    G optimiser's first group, the ids after them shifted by two)."""
+    from collections import OrderedDict
+
+    old = dict(state)
+    c = state["G"]["blocks.0.const"].shape[1]
+    for name in ("G", "G_ema"):
+        d = OrderedDict()
+        for k, v in state[name].items():
+            d[k] = v
+            if k == "blocks.0.const":
+                d["blocks.0.conv1.conv.weight"] = torch.randn(c, c, 3, 3)
+                d["blocks.0.conv1.conv.bias"] = torch.zeros(c)
+        old[name] = d
+    opt = state["opt_G"]
+    shift = lambda i: i if i < 1 else i + 2  # noqa: E731
+    groups = [dict(g, params=[shift(i) for i in g["params"]]) for g in opt["param_groups"]]
+    groups[0]["params"][1:1] = [1, 2]
+    st = {shift(i): v for i, v in opt["state"].items()}
+    st[1] = {k: (torch.randn(c, c, 3, 3) if torch.is_tensor(v) and v.ndim else v) for k, v in st[shift(1)].items()}
+    st[2] = {k: (torch.randn(c) if torch.is_tensor(v) and v.ndim else v) for k, v in st[shift(1)].items()}
+    old["opt_G"] = {"state": st, "param_groups": groups}
+    return old
+
+
+def test_old_checkpoint_with_the_unused_convolution_loads_and_resumes(synth_data, tmp_path):
+    from deeplandscape.train.checkpoint import save_checkpoint
+
+    cfg = fast_cfg(synth_data)
+    data = TrainingData.load(cfg.data.images, cfg.data.videos, 64)
+    trainer = Trainer(cfg, data)
+    for _ in range(2):
+        trainer.train_step()
+    state = trainer.state_dict()
+    old = _old_layout(state)
+    assert len(old["opt_G"]["param_groups"][0]["params"]) == len(state["opt_G"]["param_groups"][0]["params"]) + 2
+    save_checkpoint(str(tmp_path), cfg, 2, 64, old)
+    _, _, loaded = load_checkpoint(latest_checkpoint(str(tmp_path)).uri)
+    fresh = Trainer(cfg, data)
+    fresh.load_state_dict(loaded)  # strict: G, G_ema and Adam's state line up with today's layout
+    assert_same_state(fresh.state_dict(), state)
+    fresh.train_step()  # and it trains on

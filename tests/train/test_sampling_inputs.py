@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from deeplandscape.data.training import TrainingData
+from deeplandscape.data.training import TrainingData, Windows
 from deeplandscape.nets.generator import Generator
 from deeplandscape.train.latents import generate, sample_latents, step_generator
 
@@ -41,40 +41,78 @@ def test_fake_pair_frames_differ_only_through_dynamic_inputs(tiny_cfg):
     torch.testing.assert_close(frames[:, 0], frames[:, 1])
 
 
-def test_crop_pairs_come_from_one_frame_at_different_places(synth_data):
-    data = TrainingData.load(str(synth_data / "photos"), str(synth_data / "videos"), 64)
-    crops = data.sample_crop_pairs(32, 16, 0.5, torch.Generator().manual_seed(3))
-    assert crops.images.shape == (32, 2, 3, 16, 16)
-    assert crops.images.min() >= -1 and crops.images.max() <= 1
-    boxes = crops.boxes
-    assert (boxes[:, 0, 2] == 32).all() and (boxes[:, 1, 2] == 32).all()  # side = 0.5 * 64
-    assert ((boxes[:, 0, :2] != boxes[:, 1, :2]).any(dim=1)).all(), "two crops at the same place"
-    # Recompute each crop from the recorded frame and box: both come from that one frame.
-    for i in range(32):
-        v, f = crops.frames[i].tolist()
-        frame = data.videos[v][f].float().div(127.5).sub(1)
-        for k in range(2):
-            top, left, side = boxes[i, k].tolist()
-            ref = torch.nn.functional.interpolate(frame[None, :, top:top + side, left:left + side], size=16, mode="area")[0]
-            torch.testing.assert_close(crops.images[i, k], ref)
+L = 64  # frame side of the coordinate data
 
 
-def test_real_pairs_are_two_distinct_frames_of_one_video(synth_data):
-    data = TrainingData.load(str(synth_data / "photos"), str(synth_data / "videos"), 64)
-    pairs = data.sample_pairs(16, 64, torch.Generator().manual_seed(4))
-    assert pairs.shape == (16, 2, 3, 64, 64)
-    frames = [(v.float().div(127.5).sub(1)) for v in data.videos]
-    for pair in pairs:
-        hits = set()
-        for k in range(2):
-            img = pair[k]
-            for vi, vid in enumerate(frames):
-                for fi, fr in enumerate(vid):
-                    if torch.allclose(img, fr) or torch.allclose(img, fr.flip(-1)):
-                        hits.add((k, vi, fi))
-        videos = {(k, vi) for k, vi, _ in hits}
-        assert {vi for _, vi in videos} and len({vi for _, vi in videos}) == 1, "frames from different videos"
-        assert {fi for k, _, fi in hits if k == 0} != {fi for k, _, fi in hits if k == 1}
+def coordinate_data(windows: Windows = Windows()) -> TrainingData:
+    """Frames whose pixels say where they are: channel 0 = x, channel 1 = y, channel 2 =
+    16 * video + frame (photos: 200 + photo). A window at full size shows its place, flip and source."""
+    y, x = torch.meshgrid(torch.arange(L), torch.arange(L), indexing="ij")
+
+    def image(tag: int) -> torch.Tensor:
+        return torch.stack([x, y, torch.full_like(x, tag)]).to(torch.uint8)  # [3, L, L]
+
+    videos = [torch.stack([image(16 * v + f) for f in range(6)]) for v in range(4)]
+    return TrainingData(torch.stack([image(200 + i) for i in range(8)]), videos, windows)
+
+
+def decode(img: torch.Tensor) -> tuple[int, int, int, bool, int]:
+    """(top, left, side, flipped, tag) of a window at full size: [3, s, s] in [-1, 1]."""
+    v = img.add(1).mul(127.5).round().long()
+    xs, ys = v[0, 0], v[1, :, 0]
+    flipped = bool(xs[0] > xs[-1])
+    return int(ys[0]), int(xs.min()), len(xs), flipped, int(v[2, 0, 0])
+
+
+def test_every_real_input_is_a_window_at_one_scale():
+    """Photos, real pairs and crop pairs: windows of 0.75 of the frame side (48 of 64 px), so
+    D_pair sees crop pairs at the zoom of real pairs; flips alike within a pair."""
+    data = coordinate_data()
+    side = 48
+    gen = torch.Generator().manual_seed(3)
+    photos = [decode(x) for x in data.sample_images(32, side, gen)]
+    assert {p[2] for p in photos} == {side} and all(200 <= p[4] < 208 for p in photos)
+    assert len({(p[0], p[1]) for p in photos}) > 8 and {p[3] for p in photos} == {True, False}  # windows move, flip
+
+    pairs = data.sample_pairs(32, side, gen)
+    assert pairs.shape == (32, 2, 3, side, side)
+    for a, b in (map(decode, pair) for pair in pairs):
+        assert a[:4] == b[:4]  # one window, one flip for both frames
+        assert a[4] // 16 == b[4] // 16 and a[4] != b[4]  # two distinct frames of one video
+    crops = data.sample_crop_pairs(32, side, gen)
+    flips = set()
+    for (a, b), box in zip((map(decode, pair) for pair in crops.images), crops.boxes.tolist()):
+        assert a[4] == b[4] and a[2] == b[2] == side  # one frame, the real pairs' scale
+        assert (a[0], a[1]) != (b[0], b[1]) and a[3] == b[3]  # two places, one flip
+        assert [[a[0], a[1], side], [b[0], b[1], side]] == box
+        flips.add(a[3])
+    assert flips == {True, False}
+
+
+def test_windows_are_resized_to_the_phase_resolution():
+    data = coordinate_data()
+    gen = torch.Generator().manual_seed(4)
+    assert data.sample_images(8, 16, gen).shape == (8, 3, 16, 16)
+    assert data.sample_pairs(8, 16, gen).shape == (8, 2, 3, 16, 16)
+    assert data.sample_crop_pairs(8, 16, gen).images.shape == (8, 2, 3, 16, 16)
+
+
+def test_runs_made_before_windows_keep_their_sampling():
+    """train.window = 0 (older runs): whole frames for photos and pairs; crops of crop_scale, unflipped."""
+    from deeplandscape.config import load_config
+
+    legacy = Windows.of(load_config("tiny", {"train.window": "0", "train.crop_scale": "0.5"}).train)
+    assert legacy == Windows(1.0, 0.5, False)
+    data = coordinate_data(legacy)
+    gen = torch.Generator().manual_seed(5)
+    for x in data.sample_images(8, L, gen):
+        assert decode(x)[:3] == (0, 0, L)
+    for pair in data.sample_pairs(8, L, gen):
+        assert [decode(f)[:3] for f in pair] == [(0, 0, L), (0, 0, L)]
+    crops = data.sample_crop_pairs(16, 32, gen)
+    assert (crops.boxes[:, :, 2] == 32).all()
+    x = crops.images.add(1).mul(127.5)
+    assert (x[:, :, 0, 0, 0] < x[:, :, 0, 0, -1]).all()  # never flipped
 
 
 def test_step_generators_agree_across_ranks_only_for_shared_streams():
