@@ -27,7 +27,8 @@ from deeplandscape import storage
 from deeplandscape.config import Config, load_config, parse_set
 from deeplandscape.data.synth import write_dataset
 from deeplandscape.invert.bucket import BucketJob, Retry, animate_bucket, assign_keys, list_inputs, model_settings
-from deeplandscape.invert.encoder import build_encoder, encoder_dir, mean_w
+from deeplandscape.invert.encoder import build_encoder, mean_w
+from deeplandscape.runs import encoder_dir
 from deeplandscape.nets.generator import Generator
 from deeplandscape.sample import VideoOutputs
 from deeplandscape.train.checkpoint import save_checkpoint

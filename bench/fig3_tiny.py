@@ -39,9 +39,11 @@ from deeplandscape.evaluate.stand_ins import write_stand_in_weights
 from deeplandscape.evaluate.video_checks import frame_change, median_change
 from deeplandscape.invert.animate_photos import PhotoAnimator
 from deeplandscape.invert.bucket import psnr_l1
-from deeplandscape.invert.encoder import encoder_dir, train_encoder
+from deeplandscape.invert.encoder import train_encoder
+from deeplandscape.runs import encoder_dir
 from deeplandscape.invert.inversion import run_generator
-from deeplandscape.sample import Animation, load_model, to_uint8
+from deeplandscape.sample import Animation, to_uint8
+from deeplandscape.runs import load_model
 from deeplandscape.train.checkpoint import latest_checkpoint
 
 PAPER_FIG3 = {  # the paper's Fig. 3, as the issue reads it: reconstructs? animates? ("-": not stated)

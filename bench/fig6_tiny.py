@@ -42,7 +42,8 @@ from deeplandscape.data.synth import is_mask_file, write_dataset
 from deeplandscape.evaluate.generation import PAPER_FIG6, GenerationSettings, evaluate_generation, prior_static_mask
 from deeplandscape.evaluate.stand_ins import write_stand_in_weights
 from deeplandscape.evaluate.video_checks import frame_change, median_change, ring_contrast
-from deeplandscape.sample import Animation, load_model, render_video
+from deeplandscape.sample import Animation, render_video
+from deeplandscape.runs import load_model
 from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.train.launch import train
 
@@ -53,6 +54,7 @@ VARIANTS = {
                                        "train.crop_prob": "0"}),
 }
 VIDEOS, FRAMES, SPEED = 32, 24, 2.5
+RING_LIMIT = 1.5  # samples' border ring contrast at most this times the photos' (issue 17)
 
 
 def photos_at(folder: Path, resolution: int, count: int) -> np.ndarray:
@@ -143,6 +145,10 @@ def main() -> None:
                      f"| {mean_sd([r['motion']['static'] for r in rows])} | {p['ssim']} | {p['lpips']} | {p['fid']} |")
     table = "\n".join(lines)
     print(table)
+    for name, rows in runs.items():  # issue 17's check: a sample's border like a photo's
+        ratios = [r["ring_samples"]["edge"] / r["ring_photos"]["edge"] for r in rows]
+        verdict = "ok" if max(ratios) <= RING_LIMIT else f"FAILS (limit {RING_LIMIT}x)"
+        print(f"ring contrast check, {name}: samples / photos = {', '.join(f'{x:.2f}' for x in ratios)}: {verdict}")
     (out / "fig6.json").write_text(json.dumps({"runs": runs, "stand_in_weights": args.stand_in_weights,
                                                "args": vars(args)}, indent=2))
     (out / "fig6.md").write_text(table + "\n")

@@ -25,35 +25,10 @@ from PIL import Image
 from deeplandscape import storage
 from deeplandscape.animate.homography import CLOCK_DIRECTIONS, Motion, resolve_direction
 from deeplandscape.animate.warp import animate_noise
-from deeplandscape.config import Config
 from deeplandscape.nets.generator import Generator
 from deeplandscape.raykit import ensure_ray
-from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint
-from deeplandscape.train.schedule import phase_at
+from deeplandscape.runs import LoadedModel, load_model
 from deeplandscape.video import VideoWriter
-
-
-@dataclass
-class LoadedModel:
-    G: Generator  # the EMA generator, eval mode
-    cfg: Config
-    resolution: int  # the resolution the run has reached
-    alpha: float
-    kimg: float
-    checkpoint: str
-
-
-def load_model(run_dir: str, device: torch.device | str = "cpu") -> LoadedModel:
-    """The EMA generator of the latest checkpoint in a run directory."""
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint under {run_dir}/checkpoints: train first (deeplandscape train)")
-    cfg, progress, state = load_checkpoint(ckpt.uri, map_location=device)
-    G = Generator(cfg.model).to(device)
-    G.load_state_dict(state["G_ema"])
-    phase = phase_at(int(progress["images_seen"]), cfg.train, cfg.model.resolution)
-    return LoadedModel(G.eval().requires_grad_(False), cfg, phase.resolution, phase.alpha,
-                       progress["images_seen"] / 1000, ckpt.uri)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -29,8 +29,9 @@ from PIL import Image
 
 from deeplandscape.animate.homography import load_motions
 from deeplandscape.config import Config, apply_overrides, parse_set
-from deeplandscape.invert.encoder import encoder_dir, run_encoder_worker
-from deeplandscape.sample import load_model
+from deeplandscape.invert.encoder import run_encoder_worker
+from deeplandscape.runs import encoder_dir
+from deeplandscape.runs import load_model
 from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.video import probe_video, read_video
 

@@ -30,9 +30,15 @@ import numpy as np
 from PIL import Image
 
 from deeplandscape import storage
+from deeplandscape.invert.animate_photos import animate_photos
+from deeplandscape.invert.photos import fit_square
+from deeplandscape.runs import load_model
+from deeplandscape.sample import VideoOutputs
+from deeplandscape.video import probe_video, write_video
 
 from . import report, weights
 from .curves import CurveSettings, curve_plots, frame_curves, read_frames
+from .image_metrics import LPIPS_BACKBONES
 from .inputs import MASK_SUFFIX, list_entries, mask_uri_for
 
 __all__ = ["AnimationSettings", "evaluate_animation"]
@@ -70,7 +76,6 @@ class AnimationSettings:
 
 
 def _write_video(frames: list[np.ndarray], uri: str, fps: float) -> None:
-    from deeplandscape.video import write_video
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "v.mp4"
@@ -87,8 +92,6 @@ def _png(array: np.ndarray) -> bytes:
 def prepare_video(uri: str, name: str, out_dir: str, resolution: int, fit: str, frames: int,
                   has_mask: bool) -> None:
     """Step 1 and the photo of step 2 for one real video (see the module doc)."""
-    from deeplandscape.invert.photos import fit_square
-    from deeplandscape.video import probe_video
 
     got = read_frames(uri, None, frames)
     if len(got) < 2:
@@ -117,14 +120,12 @@ def evaluate_animation(run_dir: str, real_videos: str, out_dir: str, s: Animatio
     """Run the protocol; write ``metrics.json`` and ``index.html`` to `out_dir`; return the metrics.
 
     `icfg`: the inversion settings (`animate_photos.inversion_config`), the run's by default."""
-    from deeplandscape.invert.animate_photos import animate_photos
-    from deeplandscape.sample import VideoOutputs, load_model
 
     start = time.perf_counter()
     run_dir = run_dir if storage.is_remote(run_dir) else storage.resolve(run_dir)[1]
     out_dir = out_dir if storage.is_remote(out_dir) else storage.resolve(out_dir)[1]  # actors may run elsewhere
     for name in (["inception"] if "fid" in s.metrics else []) + (
-            [{"vgg": "vgg16", "alex": "alexnet"}[s.lpips_net]] if "lpips" in s.metrics else []):
+            [LPIPS_BACKBONES[s.lpips_net]] if "lpips" in s.metrics else []):
         weights.weight_path(name)  # a missing file fails now, before any work, naming the fetch command
     model = load_model(run_dir)
     icfg = icfg or model.cfg.invert

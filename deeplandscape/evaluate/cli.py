@@ -135,7 +135,7 @@ def cmd_animation(args: argparse.Namespace) -> int:
     from deeplandscape import storage
     from deeplandscape.invert.animate_photos import inversion_config
     from deeplandscape.config import parse_set
-    from deeplandscape.sample import load_model
+    from deeplandscape.runs import load_model
 
     from .animation import AnimationSettings, evaluate_animation
 

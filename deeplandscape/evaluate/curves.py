@@ -35,13 +35,14 @@ from deeplandscape.raykit import ensure_ray
 from deeplandscape.video import iter_frames
 
 from . import weights
+from .image_metrics import LPIPS_BACKBONES
 from .inputs import MASK_SUFFIX, list_entries, local_file, mask_uri_for
 from .pipeline import run_block_stats
 from .stats import frechet_distance
 
 __all__ = ["CurveSettings", "pair_videos", "read_frames", "frame_curves", "curve_plots"]
 
-_BACKBONE = {"vgg": "vgg16", "alex": "alexnet"}
+_BACKBONE = LPIPS_BACKBONES
 
 
 @dataclass

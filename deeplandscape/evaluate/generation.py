@@ -39,11 +39,16 @@ from PIL import Image
 
 from deeplandscape import storage
 from deeplandscape.config import InvertConfig
+from deeplandscape.evaluate.fid import InceptionFeatures
+from deeplandscape.evaluate.image_metrics import MaskedLPIPS, masked_ssim_per_image
+from deeplandscape.invert.masks import Segmenter
 from deeplandscape.raykit import ensure_ray
-from deeplandscape.sample import LoadedModel, load_model, to_uint8
+from deeplandscape.sample import to_uint8
+from deeplandscape.runs import LoadedModel, load_model
 from deeplandscape.train.latents import Latents, latents_ws, sample_latents, step_generator
 
 from . import report, weights
+from .image_metrics import LPIPS_BACKBONES
 from .inputs import MASK_SUFFIX
 from .pipeline import FeatureSpec, collection_stats, run_block_stats
 from .stats import frechet_distance
@@ -170,7 +175,6 @@ class StaticMasks:
         self.prior = None if prior is None else np.asarray(prior, bool)
         self.segment = None
         if spec.kind == "segmentation":
-            from deeplandscape.invert.masks import Segmenter
 
             self.segment = Segmenter(spec.path, invert.dynamic_classes, invert.sky_classes, device)
 
@@ -199,8 +203,6 @@ class _PairActor:
 
     def __init__(self, run_dir: str, seed: int, samples: int, pairs: int, masks: dict, prior: list | None,
                  lpips_net: str, inception_path: str, backbone_path: str, use_gpu: bool):
-        from .fid import InceptionFeatures
-        from .image_metrics import MaskedLPIPS
 
         device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         self.model = load_model(run_dir, device)
@@ -211,7 +213,6 @@ class _PairActor:
         self.seed, self.samples, self.pairs, self.device = seed, samples, pairs, device
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .image_metrics import masked_ssim_per_image
 
         idx = batch["index"].astype(np.int64)
         m = self.model
@@ -241,7 +242,7 @@ def _fake_pipeline(run_dir: str, s: GenerationSettings, prior: np.ndarray | None
     ensure_ray()
     # Weight files resolved here, on the driver, and named to the actors (their environment may differ).
     inception_path = weights.weight_path("inception")
-    backbone = {"vgg": "vgg16", "alex": "alexnet"}[s.lpips_net]
+    backbone = LPIPS_BACKBONES[s.lpips_net]
     ds = ray.data.from_items([{"index": i} for i in range(max(s.samples, s.pairs))])
     ds = ds.map_batches(
         _PairActor,
@@ -275,7 +276,7 @@ def evaluate_generation(run_dir: str, real_images: str, out_dir: str, s: Generat
     _check(model, s)
     if s.masks.kind == "segmentation":  # an absolute path for the actors
         s = dataclasses.replace(s, masks=MaskSpec("segmentation", os.path.abspath(s.masks.path)))
-    for name in ("inception", {"vgg": "vgg16", "alex": "alexnet"}[s.lpips_net]):
+    for name in ("inception", LPIPS_BACKBONES[s.lpips_net]):
         weights.weight_path(name)  # a missing file fails now, before any work, naming the fetch command
     prior, mask_info = (prior_static_mask(real_images, model.resolution) if s.masks.kind == "prior" else (None, {}))
 

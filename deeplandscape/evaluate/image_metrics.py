@@ -39,7 +39,8 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 
 SSIM_WINDOW = 11  # Gaussian window, sigma 1.5 (Wang et al. 2004; kornia's fixed sigma)
-_BACKBONE_WEIGHTS = {"vgg": "vgg16", "alex": "alexnet"}  # lpips net -> registry name
+LPIPS_BACKBONES = {"vgg": "vgg16", "alex": "alexnet"}  # lpips net -> its backbone in the weight cache
+_BACKBONE_WEIGHTS = LPIPS_BACKBONES
 
 
 def blank_masked(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -153,3 +154,15 @@ def lpips_model(net: str = "vgg", device: str | torch.device = "cpu",
 def masked_lpips(a, b, mask, net: str = "vgg", device: str | torch.device = "cpu") -> float:
     """Mean LPIPS over pairs, each averaged over its static pixels (mask True)."""
     return lpips_model(net, device)(a, b, mask)
+
+
+class LPIPSLoss(torch.nn.Module):
+    """Differentiable LPIPS spatial map [B, 1, H, W] of images in [-1, 1] (the inversion's and
+    the SR pairs' perceptual term; the backbone comes from the weight cache, never a download)."""
+
+    def __init__(self, net: str, device: torch.device):
+        super().__init__()
+        self.model = lpips_model(net, device).model
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.model(a, b, normalize=False)

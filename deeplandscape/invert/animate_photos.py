@@ -32,10 +32,17 @@ from deeplandscape import storage
 from deeplandscape.animate.homography import CLOCK_DIRECTIONS, Motion
 from deeplandscape.animate.warp import animate_noise
 from deeplandscape.config import Config, InvertConfig, apply_overrides, read_preset, validate_invert
+from deeplandscape.data.synth import is_mask_file
+from deeplandscape.evaluate.image_metrics import LPIPSLoss
+from deeplandscape.invert.encoder import load_encoder, mean_w
 from deeplandscape.invert.inversion import METHODS, Inversion, Inverter, resolve_method, run_generator
+from deeplandscape.invert.lighting import lighting_path, load_keyframes, load_lighting
 from deeplandscape.invert.masks import Segmenter, horizon_from_sky, sky_from_dynamic
 from deeplandscape.invert.photos import Framing, PhotoError, decode_photo, frame, load_mask_next_to, to_model_input
+from deeplandscape.nets.generator import level_of
+from deeplandscape.runs import load_model
 from deeplandscape.sample import Animation, VideoOutputs, to_uint8, upscale
+from deeplandscape.superres.resolver import SuperResolver
 from deeplandscape.video import VideoWriter
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -54,20 +61,6 @@ class Photo:
     mask_source: str  # "file" | "segmentation" | "none"
     hires: np.ndarray | None = None  # [H, H, 3] uint8: the square at the super-resolution size (--superres)
     hires_dynamic: np.ndarray | None = None  # [H, H] bool: the mask file at that size
-
-
-class LPIPSLoss(torch.nn.Module):
-    """Differentiable LPIPS spatial map [B, 1, H, W] of images in [-1, 1] (lpips package; the
-    torchvision backbone comes from the weight cache, never a silent download)."""
-
-    def __init__(self, net: str, device: torch.device):
-        super().__init__()
-        from deeplandscape.evaluate.image_metrics import lpips_model
-
-        self.model = lpips_model(net, device).model
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.model(a, b, normalize=False)
 
 
 def inversion_config(cfg: Config, preset: str | None = None, overrides: dict | None = None) -> InvertConfig:
@@ -98,8 +91,6 @@ class PhotoAnimator:
     def __init__(self, run_dir: str, icfg: InvertConfig | None = None, device: str | torch.device = "cpu",
                  horizon: float | None = None, log=print, lighting: str = "none", keyframes: str | None = None,
                  superres: bool = False):
-        from deeplandscape.invert.encoder import load_encoder, mean_w
-        from deeplandscape.sample import load_model
 
         self.device = torch.device(device)
         self.model = load_model(run_dir, self.device)
@@ -113,13 +104,11 @@ class PhotoAnimator:
                                     self.device) if self.cfg.segmentation_model else None)
         self.lighting, self.A, self.keyframes = lighting, None, {}
         if lighting != "none":
-            from deeplandscape.invert.lighting import load_keyframes, load_lighting
 
             self.A = load_lighting(run_dir, self.device)
             self.keyframes = load_keyframes(keyframes or storage.join(run_dir, "lighting", "keyframes.json"))
         self.superres, self.hires_size = None, 0
         if superres:  # paper Fig. 5: RUN/superres, trained by `deeplandscape train-superres`
-            from deeplandscape.superres.resolver import SuperResolver
 
             self.superres = SuperResolver.load(run_dir, self.device)
             self.hires_size = self.superres.output_size(self.resolution, self.resolution)[0]
@@ -158,8 +147,6 @@ class PhotoAnimator:
         """The photo's lighting path (None: the photo's own lighting throughout)."""
         if self.A is None:
             return None
-        from deeplandscape.invert.lighting import lighting_path
-        from deeplandscape.nets.generator import level_of
 
         from_level = level_of(min(self.cfg.lighting_from_resolution, self.resolution))
         return lighting_path(self.lighting, self.keyframes, self.model.cfg.model.z_dyn_dim, from_level,
@@ -281,7 +268,6 @@ def pick_directions(name: str, count: int, explicit: list[str] | None = None) ->
 def list_photos(inputs: list[str]) -> tuple[list[str], list[dict]]:
     """Photo URIs from files, folders and s3:// prefixes (masks and non-images skipped), and
     the inputs that gave none, each {"input", "error"}: the other inputs go on without them."""
-    from deeplandscape.data.synth import is_mask_file
 
     found: list[str] = []
     missing: list[dict] = []

@@ -50,11 +50,20 @@ import pyarrow.parquet as pq
 
 from deeplandscape import storage
 from deeplandscape.config import Config, InvertConfig
+from deeplandscape.data.synth import is_mask_file
+from deeplandscape.evaluate.image_metrics import lpips_model
+from deeplandscape.invert.animate_photos import Photo, PhotoAnimator, list_photos, pick_directions
+from deeplandscape.invert.lighting import lighting_path, load_keyframes
 from deeplandscape.invert.masks import horizon_from_sky, sky_from_dynamic
 from deeplandscape.invert.photos import (
     MAX_PIXELS, Framing, PhotoError, decode_mask, decode_photo, frame, mask_uri_for,
 )
 from deeplandscape.raykit import ensure_ray, require_resources
+from deeplandscape.runs import lighting_dir
+from deeplandscape.sample import VideoOutputs, to_uint8
+from deeplandscape.superres.resolver import output_side
+from deeplandscape.train.checkpoint import latest_checkpoint
+from deeplandscape.train.schedule import phase_at
 
 RUNS_DIR = "_runs"  # OUT/_runs/<run id>/: manifests and summaries; never an output key
 DONE = "done.json"
@@ -161,8 +170,6 @@ def assign_keys(in_prefix: str, uris: list[str]) -> tuple[list[tuple[str, str]],
 def list_inputs(in_prefix: str, out_prefix: str, manifest: str | None, retry: Retry) -> list[str]:
     """Photo URIs: a listing of IN (masks, non-photos and anything under OUT left out), or
     the `uri` column of a Parquet manifest (for millions of files: listing is slow)."""
-    from deeplandscape.data.synth import is_mask_file
-    from deeplandscape.invert.animate_photos import list_photos
 
     if manifest:
         table = pq.read_table(io.BytesIO(retry(storage.read_bytes, manifest, what=f"read {manifest}")))
@@ -269,8 +276,6 @@ class BucketAnimator:
                  use_gpu: bool, lighting: str = "none", keyframes: str | None = None, superres: bool = False):
         import torch
 
-        from deeplandscape.invert.animate_photos import PhotoAnimator
-        from deeplandscape.sample import VideoOutputs
 
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.animator = PhotoAnimator(run_dir, InvertConfig(**icfg), device, horizon, log=lambda _msg: None,
@@ -297,7 +302,6 @@ class BucketAnimator:
         return _columns(rows)
 
     def _photo(self, batch: dict[str, np.ndarray], i: int):
-        from deeplandscape.invert.animate_photos import Photo
 
         square, source = batch["square"][i], str(batch["mask_source"][i])
         dynamic = batch["dynamic"][i].astype(bool) if source == "file" else None
@@ -332,8 +336,6 @@ class BucketAnimator:
 
     def _finish(self, photo, inv) -> dict:
         """Render and encode into a temporary folder, upload each file, then done.json last."""
-        from deeplandscape.invert.animate_photos import pick_directions
-        from deeplandscape.sample import to_uint8
 
         out_dir = storage.join(self.out_prefix, photo.name)
         directions = pick_directions(photo.name, self.homographies, self.directions)
@@ -369,7 +371,6 @@ class BucketAnimator:
 def _optional_lpips(net: str, device: str):
     """LPIPS when its backbone file is in the weight cache, else None (the job never needs it)."""
     try:
-        from deeplandscape.evaluate.image_metrics import lpips_model
 
         return lpips_model(net, device)
     except (ImportError, FileNotFoundError):  # MissingWeightsError is a FileNotFoundError
@@ -411,8 +412,6 @@ class BucketJob:
 def model_settings(run_dir: str) -> tuple[Config, int]:
     """The run's config and the resolution its latest checkpoint renders at, read from the
     checkpoint's config.json: the driver never loads the weights (the actors do)."""
-    from deeplandscape.train.checkpoint import latest_checkpoint
-    from deeplandscape.train.schedule import phase_at
 
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
@@ -425,8 +424,6 @@ def model_settings(run_dir: str) -> tuple[Config, int]:
 
 def check_lighting(run_dir: str, lighting: str, keyframes: str | None) -> None:
     """The lighting network and keyframes exist and `lighting` names a path through them."""
-    from deeplandscape.invert.lighting import lighting_dir, lighting_path, load_keyframes
-    from deeplandscape.train.checkpoint import latest_checkpoint
 
     if latest_checkpoint(lighting_dir(run_dir)) is None:
         raise FileNotFoundError(f"no lighting network under {lighting_dir(run_dir)}/checkpoints: train one with "
@@ -448,7 +445,6 @@ def animate_bucket(job: BucketJob, icfg: InvertConfig, log=print) -> dict:
     if job.lighting != "none":  # fail now, not once per actor
         check_lighting(job.run_dir, job.lighting, job.keyframes)
     if job.superres:  # the same: a missing SR network fails here
-        from deeplandscape.superres.resolver import output_side
 
         output_side(job.run_dir, 1)
     # Before Ray starts and anything is written: a job that cannot fit says so at once.
@@ -481,7 +477,6 @@ def animate_bucket(job: BucketJob, icfg: InvertConfig, log=print) -> dict:
         _, resolution = model_settings(job.run_dir)  # the square the CPU stage frames photos to
         hires_size = 0
         if job.superres:
-            from deeplandscape.superres.resolver import output_side
 
             hires_size = output_side(job.run_dir, resolution)
         for batch in _pipeline(job, icfg, resolution, hires_size, todo, run_id).iter_batches(batch_size=None,

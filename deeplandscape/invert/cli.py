@@ -10,8 +10,9 @@ from deeplandscape.config import INVERSION_METHODS, parse_set
 
 def cmd_train_encoder(args: argparse.Namespace) -> int:
     from deeplandscape.config import Config, apply_overrides, validate
-    from deeplandscape.invert.encoder import encoder_dir, train_encoder
-    from deeplandscape.sample import load_model
+    from deeplandscape.invert.encoder import train_encoder
+    from deeplandscape.runs import encoder_dir
+    from deeplandscape.runs import load_model
 
     cfg = load_model(args.run_dir).cfg  # the run's own settings, invert.* included
     cfg = apply_overrides(Config.from_dict(cfg.to_dict()), parse_set(args.overrides))
@@ -30,8 +31,9 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
 
 def cmd_train_lighting(args: argparse.Namespace) -> int:
     from deeplandscape.config import Config, apply_overrides, validate
-    from deeplandscape.invert.lighting import lighting_dir, train_lighting
-    from deeplandscape.sample import load_model
+    from deeplandscape.invert.lighting import train_lighting
+    from deeplandscape.runs import lighting_dir
+    from deeplandscape.runs import load_model
 
     cfg = apply_overrides(Config.from_dict(load_model(args.run_dir).cfg.to_dict()), parse_set(args.overrides))
     validate(cfg)
@@ -83,7 +85,8 @@ def add_animation_args(p: argparse.ArgumentParser, speed_type) -> None:
 
 def cmd_animate(args: argparse.Namespace) -> int:
     from deeplandscape.invert.animate_photos import animate_photos, inversion_config
-    from deeplandscape.sample import VideoOutputs, load_model
+    from deeplandscape.sample import VideoOutputs
+    from deeplandscape.runs import load_model
 
     icfg = inversion_config(load_model(args.run_dir).cfg, args.inversion, inversion_overrides(args))
     outputs = VideoOutputs(fps=args.fps, crf=args.crf, scale=args.scale)

@@ -25,15 +25,13 @@ from deeplandscape.config import Config
 from deeplandscape.invert.masks import IMAGENET_MEAN, IMAGENET_STD
 from deeplandscape.nets.generator import Generator, level_of
 from deeplandscape.raykit import run_ray_trainer
+from deeplandscape.runs import encoder_dir, load_model
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint, resume_latest, save_checkpoint
 from deeplandscape.train.latents import generate, latents_ws, sample_latents, step_generator
 from deeplandscape.train.loop import MetricsWriter, WorkerContext, all_reduce_gradients
 
 FEATURE_LAYERS = ("layer1", "layer3", "layer4")  # the authors' code
 
-
-def encoder_dir(run_dir: str) -> str:
-    return storage.join(run_dir, "encoder")
 
 
 def _out_channels(layer: nn.Module) -> int:
@@ -151,7 +149,6 @@ def run_encoder_worker(cfg: Config, run_dir: str, ctx: WorkerContext | None = No
                        max_steps: int = 0) -> EncoderTrainer:
     """Train E until `invert.encoder_kimg` (or `max_steps` in this call), resuming from
     RUN/encoder. G is the run's latest EMA generator; rank 0 alone writes."""
-    from deeplandscape.sample import load_model
 
     ctx = ctx or WorkerContext()
     model = load_model(run_dir, ctx.device)

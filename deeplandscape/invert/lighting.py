@@ -33,15 +33,13 @@ from torch import nn
 from deeplandscape import storage
 from deeplandscape.config import Config
 from deeplandscape.nets.generator import MAPPING_SLOPE, Generator
+from deeplandscape.runs import lighting_dir, load_model
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from deeplandscape.train.latents import step_generator
 
 KEYFRAME_NAMES = ("day", "sunset", "night", "morning")
 PATHS = {"day-to-night": ("sunset", "night"), "cycle": ("sunset", "night", "morning", "day")}
 
-
-def lighting_dir(run_dir: str) -> str:
-    return storage.join(run_dir, "lighting")
 
 
 class ResidualBlock(nn.Module):
@@ -166,7 +164,6 @@ def train_lighting(cfg: Config, run_dir: str, device: str | torch.device = "cpu"
                    log=print) -> dict[str, Any]:
     """Train A until its loss stops improving (or `invert.lighting_steps`), resuming from
     RUN/lighting. Returns the report: steps, final loss, whether it converged."""
-    from deeplandscape.sample import load_model
     from deeplandscape.train.loop import MetricsWriter
 
     iv = cfg.invert

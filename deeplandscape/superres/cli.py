@@ -11,7 +11,7 @@ from deeplandscape.config import parse_set
 def superres_config(run_dir: str, preset: str | None, overrides: list[str]):
     """The run's own config, then a preset's [superres] section, then `--set`s."""
     from deeplandscape.config import Config, apply_overrides, read_preset, validate
-    from deeplandscape.sample import load_model
+    from deeplandscape.runs import load_model
     from deeplandscape.superres.train import validate_superres
 
     cfg = Config.from_dict(load_model(run_dir).cfg.to_dict())  # the run's settings, invert.* and superres.* included
@@ -25,7 +25,7 @@ def superres_config(run_dir: str, preset: str | None, overrides: list[str]):
 
 
 def cmd_train_superres(args: argparse.Namespace) -> int:
-    from deeplandscape.superres.pairs import superres_dir
+    from deeplandscape.runs import superres_dir
     from deeplandscape.superres.train import train_superres
 
     cfg = superres_config(args.run_dir, args.config, args.overrides)

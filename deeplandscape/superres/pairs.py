@@ -39,14 +39,15 @@ from deeplandscape import storage
 from deeplandscape.config import Config
 from deeplandscape.data.training import VIDEO_SUFFIXES, to_float
 from deeplandscape.data.transforms import square_resize
+from deeplandscape.evaluate.image_metrics import LPIPSLoss
+from deeplandscape.invert.encoder import load_encoder, mean_w
+from deeplandscape.invert.inversion import Inverter, METHODS
+from deeplandscape.runs import load_model, superres_dir
 from deeplandscape.superres.nets import SCALE
 from deeplandscape.video import iter_frames, probe_video
 
 PAIR_METHODS = ("E", "EO", "EOI", "MO")  # methods without per-photo fine-tuning: G stays the run's G
 
-
-def superres_dir(run_dir: str) -> str:
-    return storage.join(run_dir, "superres")
 
 
 def pairs_dir(run_dir: str) -> str:
@@ -168,9 +169,6 @@ def build_pairs(cfg: Config, run_dir: str, videos: list[str], rank: int = 0, wor
                 device: torch.device | str = "cpu", log=print) -> int:
     """Build the shards of this rank's videos (every world_size-th) that are missing; returns
     the number of pairs made. Loads G and E once."""
-    from deeplandscape.invert.encoder import load_encoder, mean_w
-    from deeplandscape.invert.inversion import METHODS, Inverter
-    from deeplandscape.sample import load_model
 
     sr = cfg.superres
     todo = [v for i, v in enumerate(videos) if i % world_size == rank and not storage.exists(shard_uri(run_dir, v))]
@@ -181,7 +179,6 @@ def build_pairs(cfg: Config, run_dir: str, videos: list[str], rank: int = 0, wor
     encoder = load_encoder(run_dir, device) if uses_encoder else None
     perceptual = None
     if cfg.invert.opt_perceptual > 0:
-        from deeplandscape.invert.animate_photos import LPIPSLoss
 
         perceptual = LPIPSLoss(cfg.invert.perceptual_net, torch.device(device))
     inverter = Inverter(model.G, model.resolution, model.alpha, cfg.invert, encoder, perceptual,

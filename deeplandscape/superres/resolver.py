@@ -22,7 +22,7 @@ from deeplandscape import storage
 from deeplandscape.config import SuperResConfig
 from deeplandscape.superres.blend import guided_blend, guided_filter_params, resize_to
 from deeplandscape.superres.nets import SCALE, RRDBNet
-from deeplandscape.superres.pairs import superres_dir
+from deeplandscape.runs import superres_dir
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint
 
 

@@ -29,13 +29,16 @@ import torch.nn.functional as F
 
 from deeplandscape import storage
 from deeplandscape.config import Config, SuperResConfig
+from deeplandscape.invert.inversion import METHODS
 from deeplandscape.raykit import run_ray_trainer
+from deeplandscape.runs import encoder_dir, load_model, superres_dir
 from deeplandscape.superres.nets import (SCALE, Discriminator, RRDBNet, VGGFeatures, d_ragan_loss, g_ragan_loss,
                                          psnr)
 from deeplandscape.superres.pairs import (PAIR_METHODS, PairSet, PairSettings, build_pairs, check_settings,
-                                          list_videos, superres_dir)
+                                          list_videos)
 from deeplandscape.train.checkpoint import latest_checkpoint, resume_latest, save_checkpoint
 from deeplandscape.train.latents import step_generator
+from deeplandscape.train.launch import check_uris, ray_worker_context
 from deeplandscape.train.loop import MetricsWriter, WorkerContext, all_reduce_gradients
 
 # Where each stage halves its learning rate, as fractions of the stage (ESRGAN: PSNR stage
@@ -280,7 +283,6 @@ def run_superres_worker(cfg: Config, run_dir: str, videos: list[str], ctx: Worke
 
 
 def _superres_worker_entry(loop_config: dict[str, Any]) -> None:
-    from deeplandscape.train.launch import ray_worker_context
 
     run_superres_worker(Config.from_dict(loop_config["config"]), loop_config["run_dir"], loop_config["videos"],
                         ray_worker_context("deeplandscape.superres", loop_config), loop_config.get("max_steps", 0))
@@ -290,10 +292,6 @@ def prepare_superres(cfg: Config, run_dir: str, videos_uri: str, rebuild_pairs: 
                      log=print) -> list[str]:
     """Driver-side checks before any worker starts: the run has G (and E when the pair method
     needs it), the videos exist, the cached pairs match. Returns the video URIs."""
-    from deeplandscape.invert.encoder import encoder_dir
-    from deeplandscape.invert.inversion import METHODS
-    from deeplandscape.sample import load_model
-    from deeplandscape.train.launch import check_uris
 
     validate_superres(cfg.superres)
     check_uris(cfg, run_dir)

@@ -32,8 +32,16 @@ from ray.train import UserCallback
 
 from deeplandscape import storage
 from deeplandscape.config import Config, apply_overrides, load_config, read_preset, validate
+from deeplandscape.evaluate import inputs, stats_cache, weights
+from deeplandscape.evaluate.fid import InceptionFeatures
+from deeplandscape.evaluate.generation import MaskSpec, StaticMasks, pair_latents, prior_static_mask, render_pairs
+from deeplandscape.evaluate.image_metrics import LPIPS_BACKBONES, MaskedLPIPS, masked_ssim_per_image
+from deeplandscape.evaluate.inputs import read_image
+from deeplandscape.evaluate.pipeline import FeatureSpec, collection_stats, load_stats_file, save_stats
+from deeplandscape.evaluate.stats import FeatureStats, frechet_distance
 from deeplandscape.raykit import ensure_ray
 from deeplandscape.sweep import common
+from deeplandscape.train.launch import train
 from deeplandscape.train.schedule import num_phases, phase_at
 
 METRICS = ("fid", "static_lpips", "static_ssim")
@@ -92,14 +100,11 @@ class GenerationObjective:
 
     def _load(self, device: torch.device) -> None:
         if not self._nets:
-            from deeplandscape.evaluate.fid import InceptionFeatures
-            from deeplandscape.evaluate.image_metrics import MaskedLPIPS
 
             self._nets["inception"] = InceptionFeatures(device, self.inception_path)
             self._nets["lpips"] = MaskedLPIPS(self.settings.lpips_net, device, self.lpips_path)
 
     def _real_mean_cov(self, resolution: int) -> tuple[np.ndarray, np.ndarray]:
-        from deeplandscape.evaluate.pipeline import load_stats_file
 
         if resolution not in self._real:
             if resolution not in self.real_stats:
@@ -122,9 +127,6 @@ class GenerationObjective:
     @torch.no_grad()
     def evaluate(self, G, resolution: int, alpha: float, device: torch.device) -> dict[str, float]:
         """FID, static LPIPS and SSIM of G (paper Fig. 6, as evaluate/generation.py computes them)."""
-        from deeplandscape.evaluate.generation import MaskSpec, StaticMasks, pair_latents, render_pairs
-        from deeplandscape.evaluate.image_metrics import masked_ssim_per_image
-        from deeplandscape.evaluate.stats import FeatureStats, frechet_distance
 
         s = self.settings
         self._load(device)
@@ -217,10 +219,6 @@ def real_statistics(real_images: str, resolutions: list[int], inception_path: st
     stats_cache.py, keyed by the files and settings), so a second sweep on the same photos
     computes nothing: a small set is read in this process (starting Ray Data actors costs more
     than reading a few hundred photos), a large one by `collection_stats`' actor pool."""
-    from deeplandscape.evaluate import inputs, stats_cache
-    from deeplandscape.evaluate.fid import InceptionFeatures
-    from deeplandscape.evaluate.pipeline import FeatureSpec, collection_stats, save_stats
-    from deeplandscape.evaluate.stats import FeatureStats
 
     entries = inputs.list_entries(real_images, "images")
     if len(entries) < 2:
@@ -249,7 +247,6 @@ def real_statistics(real_images: str, resolutions: list[int], inception_path: st
 
 def _read(uri: str, resolution: int) -> np.ndarray:
     """A real photo as FID reads it (evaluate/inputs.py: PIL bicubic to r x r), naming a bad file."""
-    from deeplandscape.evaluate.inputs import read_image
 
     try:
         return read_image(uri, resolution)
@@ -281,7 +278,6 @@ def _trial(params: dict[str, Any], base: dict[str, Any], runs: str, objective: G
     from ray.tune.integration.ray_train import TuneReportCallback
     from ray.util.queue import Queue
 
-    from deeplandscape.train.launch import train
 
     cfg = Config.from_dict(base)
     apply_overrides(cfg, {k: common.plain(v) for k, v in params.items()})
@@ -380,8 +376,6 @@ def run_sweep(sweep: DRatioSweep, space: Callable[[Config], dict[str, Any]], obj
     """Run (or resume) the sweep; write the table, best.toml and index.html; return them."""
     from ray import tune
 
-    from deeplandscape.evaluate import weights
-    from deeplandscape.evaluate.generation import prior_static_mask
 
     cfg = sweep.base_config()
     space = space(cfg)
@@ -391,7 +385,7 @@ def run_sweep(sweep: DRatioSweep, space: Callable[[Config], dict[str, Any]], obj
         raise FileNotFoundError(f"no real photos at {real_images} (FID needs them; --real-images)")
     # Missing weight files fail here, naming the fetch command; never random weights.
     inception = str(weights.weight_path("inception"))
-    backbone = str(weights.weight_path({"vgg": "vgg16", "alex": "alexnet"}[objective.lpips_net]))
+    backbone = str(weights.weight_path(LPIPS_BACKBONES[objective.lpips_net]))
     path = common.sweep_dir(sweep.storage, sweep.name)
     resolutions = eval_resolutions(cfg)
     settings = {"kind": "d_ratio", "preset": sweep.preset, "config": cfg.to_dict(),

@@ -26,8 +26,16 @@ import numpy as np
 import torch
 
 from deeplandscape import storage
-from deeplandscape.config import InvertConfig, read_preset
+from deeplandscape.animate.homography import CLOCK_DIRECTIONS
+from deeplandscape.config import InvertConfig, read_preset, validate_invert
+from deeplandscape.evaluate import weights
+from deeplandscape.evaluate.image_metrics import LPIPS_BACKBONES, MaskedLPIPS
+from deeplandscape.invert.animate_photos import PhotoAnimator, inversion_config, list_photos
+from deeplandscape.invert.inversion import Inversion, METHODS, resolve_method
+from deeplandscape.invert.photos import PhotoError
 from deeplandscape.raykit import ensure_ray
+from deeplandscape.runs import load_model
+from deeplandscape.sample import Animation, to_uint8
 from deeplandscape.sweep import common
 
 METRICS = ("rec_lpips", "static_motion", "rec_l1")
@@ -42,7 +50,6 @@ class ObjectiveSettings:
     lpips_net: str = "vgg"
 
     def __post_init__(self) -> None:
-        from deeplandscape.animate.homography import CLOCK_DIRECTIONS
 
         if self.direction not in CLOCK_DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(CLOCK_DIRECTIONS)}, got {self.direction!r}")
@@ -61,7 +68,6 @@ class Progress:
 
     def __init__(self, animator, photos, lpips, settings: ObjectiveSettings, report_every: int,
                  report: Callable[[dict[str, Any]], None]):
-        from deeplandscape.invert.inversion import METHODS, resolve_method
 
         self.animator, self.photos, self.lpips, self.s = animator, photos, lpips, settings
         self.report_every, self.report = report_every, report
@@ -98,9 +104,6 @@ class Progress:
     @torch.no_grad()
     def measure(self, ws, S_st, S_dyn, params) -> dict[str, float]:
         """rec_lpips, rec_l1, static_motion and the objective of the current latents (and weights)."""
-        from deeplandscape.animate.homography import CLOCK_DIRECTIONS
-        from deeplandscape.invert.inversion import Inversion
-        from deeplandscape.sample import Animation, to_uint8
 
         a, s, b = self.animator, self.s, len(self.photos)
         inv = Inversion(self.method, a.resolution, a.inverter.alpha, ws, ws, S_st, S_dyn, self.keep_st,
@@ -128,9 +131,6 @@ def _trial(params: dict[str, Any], consts: dict[str, Any]) -> None:
     """One trial: invert the sweep's photos with this trial's settings, reporting as it goes."""
     from ray import tune
 
-    from deeplandscape.evaluate.image_metrics import MaskedLPIPS
-    from deeplandscape.invert.animate_photos import PhotoAnimator, inversion_config
-    from deeplandscape.sample import load_model
 
     # The driver's weight cache, named to this process (an actor's environment may differ):
     # the inversion's own perceptual loss looks its backbone up there.
@@ -171,11 +171,6 @@ class InversionSweep:
 def check_inputs(sweep: InversionSweep, settings: ObjectiveSettings, log=print):
     """Everything a trial needs, checked once with clear errors: the run, its encoder, the weight
     files, readable photos with known static regions. Returns (run config's invert, photo URIs)."""
-    from deeplandscape.evaluate import weights
-    from deeplandscape.invert.animate_photos import PhotoAnimator, inversion_config, list_photos
-    from deeplandscape.invert.inversion import resolve_method
-    from deeplandscape.invert.photos import PhotoError
-    from deeplandscape.sample import load_model
 
     bad_keys = sorted(k for k in sweep.overrides if not k.startswith("invert."))
     if bad_keys:
@@ -184,7 +179,7 @@ def check_inputs(sweep: InversionSweep, settings: ObjectiveSettings, log=print):
         raise FileNotFoundError(f"no run directory at {sweep.run_dir}")
     run_cfg = load_model(sweep.run_dir).cfg  # FileNotFoundError when it holds no checkpoint
     icfg = inversion_config(run_cfg, sweep.preset, sweep.overrides)
-    weights.weight_path({"vgg": "vgg16", "alex": "alexnet"}[settings.lpips_net])  # names the fetch command
+    weights.weight_path(LPIPS_BACKBONES[settings.lpips_net])  # names the fetch command
     uris, missing = list_photos(sweep.photos)
     if missing:
         raise FileNotFoundError(missing[0]["error"])
@@ -212,8 +207,6 @@ def run_sweep(sweep: InversionSweep, space: Callable[[InvertConfig], dict[str, A
     import ray
     from ray import tune
 
-    from deeplandscape.config import validate_invert
-    from deeplandscape.evaluate import weights
 
     if sweep.report_every < 1:
         raise ValueError(f"--report-every must be >= 1, got {sweep.report_every}")
@@ -231,7 +224,7 @@ def run_sweep(sweep: InversionSweep, space: Callable[[InvertConfig], dict[str, A
                 "report_every": sweep.report_every, "samples": sweep.samples}
     common.check_or_record_settings(path, recorded, log)
     ensure_ray(log, dashboard=True)  # Tune stops trials: Ray Train cleans up through the state API
-    backbone = {"vgg": "vgg16", "alex": "alexnet"}[settings.lpips_net]
+    backbone = LPIPS_BACKBONES[settings.lpips_net]
     consts = {"run_dir": sweep.run_dir if storage.is_remote(sweep.run_dir) else storage.resolve(sweep.run_dir)[1],
               "photos": uris, "preset": sweep.preset, "overrides": sweep.overrides, "settings": settings,
               "report_every": sweep.report_every, "weights_dir": str(weights.cache_dir()),

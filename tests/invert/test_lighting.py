@@ -14,7 +14,7 @@ from deeplandscape.config import load_config
 from deeplandscape.invert.lighting import (LightingNet, build_lighting, lighting_errors, lighting_path, lighting_step,
                                            load_keyframes, load_lighting)
 from deeplandscape.nets.generator import Generator
-from deeplandscape.sample import load_model
+from deeplandscape.runs import load_model
 from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.train.latents import step_generator
 from deeplandscape.video import read_video

@@ -15,7 +15,7 @@ from ray import tune
 
 from deeplandscape.evaluate.image_metrics import MaskedLPIPS
 from deeplandscape.invert.animate_photos import PhotoAnimator, inversion_config, list_photos
-from deeplandscape.sample import load_model
+from deeplandscape.runs import load_model
 from deeplandscape.sweep.inversion import ObjectiveSettings, Progress
 from tests.sweep.conftest import load_script
 
