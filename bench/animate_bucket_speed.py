@@ -30,7 +30,7 @@ from deeplandscape.invert.bucket import BucketJob, Retry, animate_bucket, assign
 from deeplandscape.invert.encoder import build_encoder, mean_w
 from deeplandscape.runs import encoder_dir
 from deeplandscape.nets.generator import Generator
-from deeplandscape.sample import VideoOutputs
+from deeplandscape.render import VideoOutputs
 from deeplandscape.train.checkpoint import save_checkpoint
 
 

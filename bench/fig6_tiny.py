@@ -42,7 +42,7 @@ from deeplandscape.data.synth import is_mask_file, write_dataset
 from deeplandscape.evaluate.generation import PAPER_FIG6, GenerationSettings, evaluate_generation, prior_static_mask
 from deeplandscape.evaluate.stand_ins import write_stand_in_weights
 from deeplandscape.evaluate.video_checks import frame_change, median_change, ring_contrast
-from deeplandscape.sample import Animation, render_video
+from deeplandscape.render import Animation, render_video
 from deeplandscape.runs import load_model
 from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.train.launch import train

@@ -17,7 +17,7 @@ import torch
 
 from deeplandscape.config import load_config, parse_set
 from deeplandscape.nets.generator import Generator
-from deeplandscape.sample import Animation, render_video
+from deeplandscape.render import Animation, render_video
 from deeplandscape.video import VideoWriter
 
 

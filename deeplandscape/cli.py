@@ -3,6 +3,9 @@
 Each command starts or joins Ray when it needs it (deeplandscape/raykit.py), resolves its
 path arguments against the working directory first (deeplandscape/cli_args.py), and stops on
 bad input with one line naming the flag or file.
+
+Command-line modules import the features they run inside each handler, so that `--help` and
+argument errors answer at once, without loading torch or Ray.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from deeplandscape.evaluate.cli import add_evaluate_parser
 from deeplandscape.invert.bucket_cli import add_bucket_parser
 from deeplandscape.invert.cli import add_invert_parsers
 from deeplandscape.raykit import WorkerError, for_command_line
-from deeplandscape.sample import Z_DYN_PATHS
+from deeplandscape.render import Z_DYN_PATHS
 from deeplandscape.superres.cli import add_superres_parser
 
 
@@ -107,7 +110,8 @@ def _speed(value: str) -> float:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from deeplandscape.animate.homography import load_motions
-    from deeplandscape.sample import VideoOutputs, sample_many, write_samples
+    from deeplandscape.sample import sample_many, write_samples
+    from deeplandscape.render import VideoOutputs
     from deeplandscape.runs import load_model
 
     motions = load_motions(args.homographies) if args.homographies else None

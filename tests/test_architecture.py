@@ -12,7 +12,7 @@ FEATURES = ("deeplandscape.sample", "deeplandscape.demo", "deeplandscape.cli", "
             "deeplandscape.superres", "deeplandscape.evaluate", "deeplandscape.sweep", "deeplandscape.train.launch",
             "deeplandscape.train.loop")
 FLOOR = ("deeplandscape.config", "deeplandscape.storage", "deeplandscape.raykit", "deeplandscape.runs",
-         "deeplandscape.video", "deeplandscape.cli_args", "deeplandscape.nets", "deeplandscape.animate",
+         "deeplandscape.render", "deeplandscape.video", "deeplandscape.cli_args", "deeplandscape.nets", "deeplandscape.animate",
          "deeplandscape.data", "deeplandscape.train.checkpoint", "deeplandscape.train.schedule")
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deeplandscape.animate.homography import CLOCK_DIRECTIONS, Motion
-from deeplandscape.sample import Animation, VideoOutputs, interpolate, render_to_file, render_video
+from deeplandscape.render import Animation, VideoOutputs, interpolate, render_to_file, render_video
 from deeplandscape.video import probe_video
 from tests.conftest import noisy_tiny_generator
 

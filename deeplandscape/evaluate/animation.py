@@ -33,7 +33,7 @@ from deeplandscape import storage
 from deeplandscape.invert.animate_photos import animate_photos
 from deeplandscape.invert.photos import fit_square
 from deeplandscape.runs import load_model
-from deeplandscape.sample import VideoOutputs
+from deeplandscape.render import VideoOutputs
 from deeplandscape.video import probe_video, write_video
 
 from . import report, weights

@@ -9,6 +9,9 @@ Each prints its values and writes ``metrics.json`` and a self-contained ``index.
 to ``--out``. Features are computed by Ray Data actor pools (``--workers``, ``--gpu``); the
 statistics of every folder are cached (``$DEEPLANDSCAPE_STATS_CACHE``), so evaluating again
 against the same real set skips it.
+
+Command-line modules import the features they run inside each handler, so that `--help` and
+argument errors answer at once, without loading torch or Ray.
 """
 
 from __future__ import annotations

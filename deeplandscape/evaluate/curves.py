@@ -34,8 +34,9 @@ from deeplandscape import storage
 from deeplandscape.raykit import ensure_ray
 from deeplandscape.video import iter_frames
 
-from . import weights
-from .image_metrics import LPIPS_BACKBONES
+from . import report, weights
+from .fid import InceptionFeatures
+from .image_metrics import LPIPS_BACKBONES, MaskedLPIPS, masked_ssim_per_image
 from .inputs import MASK_SUFFIX, list_entries, local_file, mask_uri_for
 from .pipeline import run_block_stats
 from .stats import frechet_distance
@@ -116,8 +117,6 @@ class _CurveActor:
     when paired (a != ""), the masked LPIPS / SSIM of each B frame against A's reference."""
 
     def __init__(self, settings: dict, inception_path: str | None, backbone_path: str | None):
-        from .fid import InceptionFeatures
-        from .image_metrics import MaskedLPIPS
 
         self.s = CurveSettings(**{**settings, "metrics": tuple(settings["metrics"])})
         device = torch.device("cuda" if self.s.use_gpu and torch.cuda.is_available() else "cpu")
@@ -178,7 +177,6 @@ class _CurveActor:
                 if self.lpips is not None:
                     lp[usable] = self.lpips.per_image(x, y, keep)
                 if "ssim" in self.s.metrics:
-                    from .image_metrics import masked_ssim_per_image
 
                     ss[usable] = masked_ssim_per_image(x, y, keep)
         for i, n in enumerate(ns):
@@ -243,7 +241,6 @@ def _assemble(groups: dict, s: CurveSettings, pairs: dict, rows: list[dict]) -> 
 
 def curve_plots(curves: dict) -> str:
     """HTML: one SVG line plot per metric of `frame_curves`' result, and the pair counts."""
-    from . import report
 
     ref = "I_0" if curves["reference"] == "first" else "I_n"
     titles = {"fid": "FID", "lpips": "LPIPS (static pixels)", "ssim": "SSIM (static pixels)"}

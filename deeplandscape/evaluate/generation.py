@@ -39,16 +39,15 @@ from PIL import Image
 
 from deeplandscape import storage
 from deeplandscape.config import InvertConfig
-from deeplandscape.evaluate.fid import InceptionFeatures
-from deeplandscape.evaluate.image_metrics import MaskedLPIPS, masked_ssim_per_image
 from deeplandscape.invert.masks import Segmenter
 from deeplandscape.raykit import ensure_ray
-from deeplandscape.sample import to_uint8
+from deeplandscape.render import to_uint8
 from deeplandscape.runs import LoadedModel, load_model
 from deeplandscape.train.latents import Latents, latents_ws, sample_latents, step_generator
 
 from . import report, weights
-from .image_metrics import LPIPS_BACKBONES
+from .fid import InceptionFeatures
+from .image_metrics import LPIPS_BACKBONES, MaskedLPIPS, masked_ssim_per_image
 from .inputs import MASK_SUFFIX
 from .pipeline import FeatureSpec, collection_stats, run_block_stats
 from .stats import frechet_distance

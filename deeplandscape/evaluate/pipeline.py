@@ -39,6 +39,8 @@ from deeplandscape import storage
 from deeplandscape.raykit import ensure_ray
 
 from . import inputs, stats_cache, weights
+from .fid import InceptionFeatures
+from .fvd import I3DFeatures, TooShortError, read_clips
 from .stats import FeatureStats, frechet_distance
 
 __all__ = [
@@ -131,11 +133,9 @@ class FeatureExtractor:
         self.spec = spec
         path = spec.weights_file()
         if spec.network == "inception":
-            from .fid import InceptionFeatures
 
             self.net = InceptionFeatures(device, path)
         else:
-            from .fvd import I3DFeatures
 
             self.net = I3DFeatures(device, path)
 
@@ -144,7 +144,6 @@ class FeatureExtractor:
         s = self.spec
         if s.kind == "images":
             return inputs.read_image(uri, s.resolution)[None]
-        from .fvd import read_clips
 
         return read_clips(uri, s.clip_len, s.clip_step, s.clips_per_video)
 
@@ -154,7 +153,6 @@ class FeatureExtractor:
         source: the index in `uris` each row comes from. status: "ok", "skipped" (a video
         too short for a clip) or "error"; non-ok rows carry zero features and say why.
         """
-        from .fvd import TooShortError
 
         rows: list[tuple[int, str, str]] = []  # (source, status, message), one per output row
         items: list[np.ndarray] = []

@@ -15,6 +15,8 @@ import os
 
 import torch
 import torchvision
+from . import weights
+from .fid import fid_inception_v3_architecture
 
 __all__ = ["random_inception_state", "random_backbone_state", "write_stand_in_weights"]
 
@@ -24,7 +26,6 @@ PathLike = str | os.PathLike[str]
 def random_inception_state(seed: int = 0) -> dict[str, torch.Tensor]:
     """The FID Inception's keys and shapes with random values that keep activations O(1)
     through ~90 conv + BN layers (He-scaled convs, BN statistics near identity)."""
-    from .fid import fid_inception_v3_architecture
 
     g = torch.Generator().manual_seed(seed)
     state = {}
@@ -59,7 +60,6 @@ def random_backbone_state(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
 def write_stand_in_weights(directory: PathLike, names: tuple[str, ...] = ("inception", "vgg16"),
                            seed: int = 0) -> dict[str, str]:
     """Write stand-ins under their registry file names into `directory`; returns name -> path."""
-    from . import weights
 
     os.makedirs(directory, exist_ok=True)
     out = {}

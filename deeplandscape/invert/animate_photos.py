@@ -41,7 +41,7 @@ from deeplandscape.invert.masks import Segmenter, horizon_from_sky, sky_from_dyn
 from deeplandscape.invert.photos import Framing, PhotoError, decode_photo, frame, load_mask_next_to, to_model_input
 from deeplandscape.nets.generator import level_of
 from deeplandscape.runs import load_model
-from deeplandscape.sample import Animation, VideoOutputs, to_uint8, upscale
+from deeplandscape.render import Animation, VideoOutputs, to_uint8, upscale
 from deeplandscape.superres.resolver import SuperResolver
 from deeplandscape.video import VideoWriter
 

@@ -60,7 +60,7 @@ from deeplandscape.invert.photos import (
 )
 from deeplandscape.raykit import ensure_ray, require_resources
 from deeplandscape.runs import lighting_dir
-from deeplandscape.sample import VideoOutputs, to_uint8
+from deeplandscape.render import VideoOutputs, to_uint8
 from deeplandscape.superres.resolver import output_side
 from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.train.schedule import phase_at

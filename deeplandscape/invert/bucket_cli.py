@@ -1,6 +1,9 @@
 """`deeplandscape animate-bucket`: the bucket job's command line (deeplandscape/invert/bucket.py).
 
 Kept apart from the job so that `deeplandscape --help` does not import torch or pyarrow.
+
+Command-line modules import the features they run inside each handler, so that `--help` and
+argument errors answer at once, without loading torch or Ray.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""`deeplandscape train-encoder` and `deeplandscape animate`: bringing photos to life."""
+"""`deeplandscape train-encoder` and `deeplandscape animate`: bringing photos to life.
+
+Command-line modules import the features they run inside each handler, so that `--help` and
+argument errors answer at once, without loading torch or Ray.
+"""
 
 from __future__ import annotations
 
@@ -85,7 +89,7 @@ def add_animation_args(p: argparse.ArgumentParser, speed_type) -> None:
 
 def cmd_animate(args: argparse.Namespace) -> int:
     from deeplandscape.invert.animate_photos import animate_photos, inversion_config
-    from deeplandscape.sample import VideoOutputs
+    from deeplandscape.render import VideoOutputs
     from deeplandscape.runs import load_model
 
     icfg = inversion_config(load_model(args.run_dir).cfg, args.inversion, inversion_overrides(args))

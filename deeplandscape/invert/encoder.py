@@ -22,12 +22,14 @@ from torch import nn
 
 from deeplandscape import storage
 from deeplandscape.config import Config
+from deeplandscape.evaluate import weights
 from deeplandscape.invert.masks import IMAGENET_MEAN, IMAGENET_STD
 from deeplandscape.nets.generator import Generator, level_of
 from deeplandscape.raykit import run_ray_trainer
 from deeplandscape.runs import encoder_dir, load_model
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint, resume_latest, save_checkpoint
 from deeplandscape.train.latents import generate, latents_ws, sample_latents, step_generator
+from deeplandscape.train.launch import ray_worker_context
 from deeplandscape.train.loop import MetricsWriter, WorkerContext, all_reduce_gradients
 
 FEATURE_LAYERS = ("layer1", "layer3", "layer4")  # the authors' code
@@ -47,7 +49,6 @@ class Encoder(nn.Module):
             raise ValueError(f"invert.encoder_backbone {backbone!r} is not a torchvision model")
         net = getattr(torchvision.models, backbone)(weights=None)
         if pretrained:
-            from deeplandscape.evaluate import weights
 
             net.load_state_dict(weights.load_state_dict(backbone))  # clear error when the file is absent
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
@@ -190,7 +191,6 @@ def run_encoder_worker(cfg: Config, run_dir: str, ctx: WorkerContext | None = No
 
 
 def _encoder_worker_entry(loop_config: dict[str, Any]) -> None:
-    from deeplandscape.train.launch import ray_worker_context
 
     run_encoder_worker(Config.from_dict(loop_config["config"]), loop_config["run_dir"],
                        ray_worker_context("deeplandscape.invert", loop_config), loop_config.get("max_steps", 0))

@@ -36,6 +36,7 @@ from deeplandscape.nets.generator import MAPPING_SLOPE, Generator
 from deeplandscape.runs import lighting_dir, load_model
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from deeplandscape.train.latents import step_generator
+from deeplandscape.train.loop import MetricsWriter
 
 KEYFRAME_NAMES = ("day", "sunset", "night", "morning")
 PATHS = {"day-to-night": ("sunset", "night"), "cycle": ("sunset", "night", "morning", "day")}
@@ -164,7 +165,6 @@ def train_lighting(cfg: Config, run_dir: str, device: str | torch.device = "cpu"
                    log=print) -> dict[str, Any]:
     """Train A until its loss stops improving (or `invert.lighting_steps`), resuming from
     RUN/lighting. Returns the report: steps, final loss, whether it converged."""
-    from deeplandscape.train.loop import MetricsWriter
 
     iv = cfg.invert
     device = torch.device(device)

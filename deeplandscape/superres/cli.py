@@ -1,4 +1,8 @@
-"""`deeplandscape train-superres`: the SR network of paper 3.2 for a trained run."""
+"""`deeplandscape train-superres`: the SR network of paper 3.2 for a trained run.
+
+Command-line modules import the features they run inside each handler, so that `--help` and
+argument errors answer at once, without loading torch or Ray.
+"""
 
 from __future__ import annotations
 

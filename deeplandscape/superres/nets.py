@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from deeplandscape.evaluate import weights
 
 SCALE = 4  # ESRGAN x4: 256 px frames -> 1024 px (paper Fig. 5)
 
@@ -124,7 +125,6 @@ class VGGFeatures(nn.Module):
         super().__init__()
         import torchvision
 
-        from deeplandscape.evaluate import weights
 
         vgg = torchvision.models.vgg16(weights=None)
         vgg.load_state_dict(weights.load_state_dict("vgg16"))  # says what to fetch when missing

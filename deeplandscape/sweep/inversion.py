@@ -35,7 +35,7 @@ from deeplandscape.invert.inversion import Inversion, METHODS, resolve_method
 from deeplandscape.invert.photos import PhotoError
 from deeplandscape.raykit import ensure_ray
 from deeplandscape.runs import load_model
-from deeplandscape.sample import Animation, to_uint8
+from deeplandscape.render import Animation, to_uint8
 from deeplandscape.sweep import common
 
 METRICS = ("rec_lpips", "static_motion", "rec_l1")

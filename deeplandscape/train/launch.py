@@ -15,7 +15,9 @@ from deeplandscape import storage
 from deeplandscape.config import Config
 from deeplandscape.data.stream import resolve_source, training_datasets
 from deeplandscape.raykit import RELAY_KEY, ensure_ray, fit_cpus_per_worker, relay_log, run_ray_trainer
+from deeplandscape.render import write_training_snapshot
 from deeplandscape.train.checkpoint import latest_checkpoint
+from deeplandscape.train.loop import WorkerContext, run_worker
 from deeplandscape.train.schedule import global_batch, learning_rate, num_phases, phase_at
 
 
@@ -28,7 +30,6 @@ def ray_worker_context(logger: str, loop_config: dict[str, Any]):
     import ray.train
     import ray.train.torch
 
-    from deeplandscape.train.loop import WorkerContext
 
     try:
         from ray.train.v2._internal.execution import context as _ray_context
@@ -45,8 +46,6 @@ def ray_worker_context(logger: str, loop_config: dict[str, Any]):
 def _worker_entry(loop_config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker. `loop_config["metrics_fn"]`, when given, is
     `run_worker`'s hook: entries it returns join each reported metrics line (sweeps)."""
-    from deeplandscape.sample import write_training_snapshot
-    from deeplandscape.train.loop import run_worker
 
     cfg = Config.from_dict(loop_config["config"])
     run_dir = loop_config["run_dir"]

@@ -15,7 +15,7 @@ from deeplandscape.config import load_config
 from deeplandscape.invert.animate_photos import PhotoAnimator, inversion_config
 from deeplandscape.invert.inversion import BatchedPlateauAdam, Inverter
 from deeplandscape.invert.photos import to_model_input
-from deeplandscape.sample import Animation, VideoOutputs, to_uint8
+from deeplandscape.render import Animation, VideoOutputs, to_uint8
 from deeplandscape.runs import load_model
 
 FAST = {"invert.opt_steps": "60", "invert.finetune_steps": "60"}

@@ -15,7 +15,7 @@ from PIL import Image
 from deeplandscape.cli import main
 from deeplandscape.data.synth import render_frame, sample_scene
 from deeplandscape.invert.photos import to_model_input
-from deeplandscape.sample import to_uint8
+from deeplandscape.render import to_uint8
 from deeplandscape.superres.resolver import SuperResolver
 from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.video import probe_video, read_video
