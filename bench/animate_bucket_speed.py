@@ -26,11 +26,12 @@ import torch
 from deeplandscape import storage
 from deeplandscape.config import Config, load_config, parse_set
 from deeplandscape.data.synth import write_dataset
-from deeplandscape.invert.bucket import BucketJob, Retry, animate_bucket, assign_keys, list_inputs, model_settings
+from deeplandscape.invert.bucket import BucketJob, animate_bucket, assign_keys, list_inputs, model_settings
 from deeplandscape.invert.encoder import build_encoder, mean_w
-from deeplandscape.runs import encoder_dir
 from deeplandscape.nets.generator import Generator
 from deeplandscape.render import VideoOutputs
+from deeplandscape.runs import encoder_dir
+from deeplandscape.storage import Retry
 from deeplandscape.train.checkpoint import save_checkpoint
 
 

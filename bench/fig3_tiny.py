@@ -40,9 +40,9 @@ from deeplandscape.evaluate.video_checks import frame_change, median_change
 from deeplandscape.invert.animate_photos import PhotoAnimator
 from deeplandscape.invert.bucket import psnr_l1
 from deeplandscape.invert.encoder import train_encoder
-from deeplandscape.runs import encoder_dir
 from deeplandscape.invert.inversion import run_generator
 from deeplandscape.render import Animation, to_uint8
+from deeplandscape.runs import encoder_dir
 from deeplandscape.runs import load_model
 from deeplandscape.train.checkpoint import latest_checkpoint
 

@@ -110,9 +110,9 @@ def _speed(value: str) -> float:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from deeplandscape.animate.homography import load_motions
-    from deeplandscape.sample import sample_many, write_samples
     from deeplandscape.render import VideoOutputs
     from deeplandscape.runs import load_model
+    from deeplandscape.sample import sample_many, write_samples
 
     motions = load_motions(args.homographies) if args.homographies else None
     outputs = VideoOutputs(fps=args.fps, crf=args.crf, scale=args.scale, poster=not args.no_poster,

@@ -14,9 +14,9 @@ from deeplandscape.invert.animate_photos import animate_photos
 from deeplandscape.invert.encoder import train_encoder
 from deeplandscape.invert.lighting import train_lighting
 from deeplandscape.raykit import ensure_ray
-from deeplandscape.sample import write_samples
 from deeplandscape.render import VideoOutputs
 from deeplandscape.runs import load_model
+from deeplandscape.sample import write_samples
 from deeplandscape.train.launch import train
 
 

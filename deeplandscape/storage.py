@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import io
 import os
+import time
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
@@ -151,3 +155,42 @@ def save_tensors(uri: str, obj: dict) -> None:
 
 def load_tensors(uri: str, map_location: str | torch.device = "cpu") -> dict:
     return torch.load(io.BytesIO(read_bytes(uri)), map_location=map_location, weights_only=True)
+
+
+# --- retries and credential scrubbing (batch jobs over flaky endpoints) -----------------------
+SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Call a storage function again on I/O errors, waiting first_wait_s, x factor, ... between
+    tries (defaults: 5 tries over 15 s, on top of the S3 client's own quick retries). A missing
+    file is an answer, not a fault: FileNotFoundError is raised at once."""
+
+    tries: int = 5
+    first_wait_s: float = 1.0
+    factor: float = 2.0
+
+    def __call__(self, fn: Callable, *args, what: str = "storage call"):
+        for attempt in range(1, self.tries + 1):
+            try:
+                return fn(*args)
+            except FileNotFoundError:
+                raise
+            except OSError as e:
+                if attempt == self.tries:
+                    raise OSError(f"{what}: gave up after {self.tries} tries: {scrub(str(e))}") from None
+                wait = self.first_wait_s * self.factor ** (attempt - 1)
+                print(f"storage: {what} failed ({scrub(str(e))[:200]}); retry {attempt}/{self.tries - 1} "
+                      f"in {wait:.1f} s", file=sys.stderr, flush=True)
+                time.sleep(wait)
+
+
+def scrub(text: str) -> str:
+    """`text` without the values of the AWS credential variables (defence in depth: error
+    messages go to logs and manifests)."""
+    for name in SECRET_ENV:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text

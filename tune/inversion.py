@@ -20,7 +20,7 @@ from ray.tune.schedulers import ASHAScheduler
 
 from deeplandscape.config import InvertConfig, parse_set
 from deeplandscape.sweep.common import add_sweep_args, command
-from deeplandscape.sweep.inversion import InversionSweep, ObjectiveSettings, run_sweep
+from deeplandscape.sweep.inversion import InversionSweep, InversionObjective, run_sweep
 
 
 def search_space(base: InvertConfig) -> dict:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None, space=search_space, schedule=scheduler) 
                                   report_every=args.report_every, max_photos=args.max_photos,
                                   cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                                   max_concurrent=args.max_concurrent, out=args.out)
-        objective = ObjectiveSettings(MOTION_WEIGHT, direction=args.direction, frames=args.frames)
+        objective = InversionObjective(MOTION_WEIGHT, direction=args.direction, frames=args.frames)
         run_sweep(settings, space, objective, schedule)
 
     return command("tune/inversion.py", args.samples, sweep)

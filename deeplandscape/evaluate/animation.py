@@ -32,8 +32,8 @@ from PIL import Image
 from deeplandscape import storage
 from deeplandscape.invert.animate_photos import animate_photos
 from deeplandscape.invert.photos import fit_square
-from deeplandscape.runs import load_model
 from deeplandscape.render import VideoOutputs
+from deeplandscape.runs import load_model
 from deeplandscape.video import probe_video, write_video
 
 from . import report, weights

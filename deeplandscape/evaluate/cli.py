@@ -136,8 +136,8 @@ def cmd_generation(args: argparse.Namespace) -> int:
 
 def cmd_animation(args: argparse.Namespace) -> int:
     from deeplandscape import storage
-    from deeplandscape.invert.animate_photos import inversion_config
     from deeplandscape.config import parse_set
+    from deeplandscape.invert.animate_photos import inversion_config
     from deeplandscape.runs import load_model
 
     from .animation import AnimationSettings, evaluate_animation

@@ -40,8 +40,8 @@ from deeplandscape.invert.lighting import lighting_path, load_keyframes, load_li
 from deeplandscape.invert.masks import Segmenter, horizon_from_sky, sky_from_dynamic
 from deeplandscape.invert.photos import Framing, PhotoError, decode_photo, frame, load_mask_next_to, to_model_input
 from deeplandscape.nets.generator import level_of
-from deeplandscape.runs import load_model
 from deeplandscape.render import Animation, VideoOutputs, to_uint8, upscale
+from deeplandscape.runs import load_model
 from deeplandscape.superres.resolver import SuperResolver
 from deeplandscape.video import VideoWriter
 

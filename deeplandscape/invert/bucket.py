@@ -34,7 +34,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import secrets
 import sys
 import tempfile
@@ -42,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -55,19 +54,19 @@ from deeplandscape.evaluate.image_metrics import lpips_model
 from deeplandscape.invert.animate_photos import Photo, PhotoAnimator, list_photos, pick_directions
 from deeplandscape.invert.lighting import lighting_path, load_keyframes
 from deeplandscape.invert.masks import horizon_from_sky, sky_from_dynamic
+from deeplandscape.storage import Retry, scrub
 from deeplandscape.invert.photos import (
     MAX_PIXELS, Framing, PhotoError, decode_mask, decode_photo, frame, mask_uri_for,
 )
 from deeplandscape.raykit import ensure_ray, require_resources
-from deeplandscape.runs import lighting_dir
 from deeplandscape.render import VideoOutputs, to_uint8
+from deeplandscape.runs import lighting_dir
 from deeplandscape.superres.resolver import output_side
 from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.train.schedule import phase_at
 
 RUNS_DIR = "_runs"  # OUT/_runs/<run id>/: manifests and summaries; never an output key
 DONE = "done.json"
-SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 # Bytes a decode task reserves: its worker (torch imported, ~0.4 GB) and the largest photo allowed
 # decoded, rotated and converted (3 copies of MAX_PIXELS RGB).
 DECODE_MEMORY = 400 * 2**20 + 3 * 3 * MAX_PIXELS
@@ -78,42 +77,6 @@ MANIFEST_SCHEMA = pa.schema([
     *[(s, pa.float64()) for s in STAGES],
     ("psnr_db", pa.float64()), ("l1", pa.float64()), ("lpips", pa.float64()), ("run_id", pa.string()),
 ])
-
-
-# --- storage with retries -------------------------------------------------------------------
-@dataclass(frozen=True)
-class Retry:
-    """Call a storage function again on I/O errors, waiting first_wait_s, x factor, ... between
-    tries (defaults: 5 tries over 15 s, on top of the S3 client's own quick retries). A missing
-    file is an answer, not a fault: FileNotFoundError is raised at once."""
-
-    tries: int = 5
-    first_wait_s: float = 1.0
-    factor: float = 2.0
-
-    def __call__(self, fn: Callable, *args, what: str = "storage call"):
-        for attempt in range(1, self.tries + 1):
-            try:
-                return fn(*args)
-            except FileNotFoundError:
-                raise
-            except OSError as e:
-                if attempt == self.tries:
-                    raise OSError(f"{what}: gave up after {self.tries} tries: {scrub(str(e))}") from None
-                wait = self.first_wait_s * self.factor ** (attempt - 1)
-                print(f"storage: {what} failed ({scrub(str(e))[:200]}); retry {attempt}/{self.tries - 1} "
-                      f"in {wait:.1f} s", file=sys.stderr, flush=True)
-                time.sleep(wait)
-
-
-def scrub(text: str) -> str:
-    """`text` without the values of the AWS credential variables (defence in depth: error
-    messages go to logs and manifests)."""
-    for name in SECRET_ENV:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
 
 
 # --- inputs and their output keys -----------------------------------------------------------

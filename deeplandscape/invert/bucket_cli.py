@@ -18,8 +18,9 @@ from deeplandscape.invert.cli import add_animation_args, inversion_overrides
 
 def cmd_animate_bucket(args: argparse.Namespace) -> int:
     from deeplandscape.invert.animate_photos import inversion_config, pick_directions
+    from deeplandscape.storage import Retry
     from deeplandscape.invert.bucket import (
-        BucketJob, Retry, animate_bucket, assign_keys, finished_keys, list_inputs, model_settings,
+        BucketJob, animate_bucket, assign_keys, finished_keys, list_inputs, model_settings,
     )
 
     icfg = inversion_config(model_settings(args.run_dir)[0], args.inversion, inversion_overrides(args))

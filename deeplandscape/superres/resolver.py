@@ -20,9 +20,9 @@ import torch
 
 from deeplandscape import storage
 from deeplandscape.config import SuperResConfig
+from deeplandscape.runs import superres_dir
 from deeplandscape.superres.blend import guided_blend, guided_filter_params, resize_to
 from deeplandscape.superres.nets import SCALE, RRDBNet
-from deeplandscape.runs import superres_dir
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint
 
 

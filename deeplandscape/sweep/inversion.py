@@ -34,15 +34,15 @@ from deeplandscape.invert.animate_photos import PhotoAnimator, inversion_config,
 from deeplandscape.invert.inversion import Inversion, METHODS, resolve_method
 from deeplandscape.invert.photos import PhotoError
 from deeplandscape.raykit import ensure_ray
-from deeplandscape.runs import load_model
 from deeplandscape.render import Animation, to_uint8
+from deeplandscape.runs import load_model
 from deeplandscape.sweep import common
 
 METRICS = ("rec_lpips", "static_motion", "rec_l1")
 
 
 @dataclass
-class ObjectiveSettings:
+class InversionObjective:
     motion_weight: float = 1.0  # objective = rec_lpips + motion_weight x static_motion
     direction: str = "3h"  # clock direction of the animation that is checked (animate/homography.py)
     frames: int = 8  # frames rendered; each later frame is compared with frame 0
@@ -66,7 +66,7 @@ class Progress:
     """`Inverter.on_step`: counts O and F steps; every `report_every` steps measures the current
     state and reports it to Tune (one step later, so the last report can say `finished`)."""
 
-    def __init__(self, animator, photos, lpips, settings: ObjectiveSettings, report_every: int,
+    def __init__(self, animator, photos, lpips, settings: InversionObjective, report_every: int,
                  report: Callable[[dict[str, Any]], None]):
 
         self.animator, self.photos, self.lpips, self.s = animator, photos, lpips, settings
@@ -168,7 +168,7 @@ class InversionSweep:
     out: str = ""  # table, best.toml and index.html; default: sweeps/NAME (a local folder)
 
 
-def check_inputs(sweep: InversionSweep, settings: ObjectiveSettings, log=print):
+def check_inputs(sweep: InversionSweep, settings: InversionObjective, log=print):
     """Everything a trial needs, checked once with clear errors: the run, its encoder, the weight
     files, readable photos with known static regions. Returns (run config's invert, photo URIs)."""
 
@@ -201,7 +201,7 @@ def check_inputs(sweep: InversionSweep, settings: ObjectiveSettings, log=print):
     return run_cfg, icfg, uris
 
 
-def run_sweep(sweep: InversionSweep, space: Callable[[InvertConfig], dict[str, Any]], settings: ObjectiveSettings,
+def run_sweep(sweep: InversionSweep, space: Callable[[InvertConfig], dict[str, Any]], settings: InversionObjective,
               scheduler: Callable[[InvertConfig], Any], log=print) -> dict[str, Any]:
     """Run (or resume) the sweep; write the table, best.toml and index.html; return them."""
     import ray

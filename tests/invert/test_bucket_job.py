@@ -27,8 +27,9 @@ import pytest
 from PIL import Image
 
 from deeplandscape import storage
-from deeplandscape.invert.bucket import RUNS_DIR, Retry, assign_keys, output_key, read_manifest
+from deeplandscape.invert.bucket import RUNS_DIR, assign_keys, output_key, read_manifest
 from deeplandscape.invert.photos import PhotoError
+from deeplandscape.storage import Retry
 from deeplandscape.video import probe_video
 from tests import fresh_ray
 from tests.conftest import MOTO_KEY_ID, MOTO_SECRET

@@ -106,9 +106,9 @@ def test_the_identity_network_leaves_styles_alone():
 
 
 def test_day_to_night_darkens_a_photo_monotonically(lit_run, synth_data):
+    from deeplandscape.animate.homography import clock_motion
     from deeplandscape.invert.animate_photos import PhotoAnimator, inversion_config
     from deeplandscape.render import Animation
-    from deeplandscape.animate.homography import clock_motion
 
     icfg = inversion_config(load_model(str(lit_run)).cfg, None, {"invert.opt_steps": "5",
                                                                   "invert.finetune_steps": "5"})

@@ -16,7 +16,7 @@ from ray import tune
 from deeplandscape.evaluate.image_metrics import MaskedLPIPS
 from deeplandscape.invert.animate_photos import PhotoAnimator, inversion_config, list_photos
 from deeplandscape.runs import load_model
-from deeplandscape.sweep.inversion import ObjectiveSettings, Progress
+from deeplandscape.sweep.inversion import InversionObjective, Progress
 from tests.sweep.conftest import load_script
 
 SHORT = ["--set", "invert.opt_steps=12", "--set", "invert.finetune_steps=6"]  # 18 steps: ASHA rungs 2, 4, 8, 16
@@ -93,7 +93,7 @@ def test_static_motion_measures_what_the_animation_moves_outside_sky_and_water(t
     animator = PhotoAnimator(str(tiny_run), icfg, log=lambda _m: None)
     photos = [animator.read(u) for u in list_photos([str(synth_data / "photos")])[0][:2]]
     lpips = MaskedLPIPS("vgg", "cpu", image_stand_ins / "vgg16-397923af.pth")
-    progress = Progress(animator, photos, lpips, ObjectiveSettings(frames=4), 5, lambda _m: None)
+    progress = Progress(animator, photos, lpips, InversionObjective(frames=4), 5, lambda _m: None)
     G, r = animator.inverter.G, animator.resolution
     g = torch.Generator().manual_seed(0)
     S_dyn = [3 * torch.randn(2, *s, generator=g) for s in G.noise_shapes(r)]

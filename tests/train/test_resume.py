@@ -6,9 +6,9 @@ import json
 
 import torch
 
+from deeplandscape.data.training import TrainingData
 from deeplandscape.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from deeplandscape.train.loop import Trainer, run_worker
-from deeplandscape.data.training import TrainingData
 from tests.conftest import tiny_config
 
 K = 12
