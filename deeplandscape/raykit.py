@@ -133,6 +133,17 @@ def _can_grow() -> bool:
     return _existing_cluster() is not None
 
 
+def actor_device(use_gpu: bool) -> torch.device:
+    """The device of a Ray actor or task: its GPU when it asked for one (then Ray gave it one,
+    so a missing CUDA device is a broken node, said loudly, never a silent CPU run), else CPU."""
+    if not use_gpu:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("this Ray actor was scheduled with a GPU, but torch sees no CUDA device on "
+                           f"{os.uname().nodename} (check the node's driver and CUDA_VISIBLE_DEVICES)")
+    return torch.device("cuda")
+
+
 def require_resources(cpus: float, gpus: float, what: str, fix: str, log: Callable[[str], None] = print) -> None:
     """Fail at once, in one line, when `what` needs more CPUs or GPUs than the cluster has.
 

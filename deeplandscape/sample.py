@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from deeplandscape import storage
 from deeplandscape.animate.homography import Motion, resolve_direction
-from deeplandscape.raykit import ensure_ray
+from deeplandscape.raykit import actor_device, ensure_ray
 from deeplandscape.render import Animation, VideoOutputs, render_to_file, sample_grid
 from deeplandscape.runs import LoadedModel, load_model
 
@@ -82,7 +81,7 @@ class _VideoRenderer:
 
     def __init__(self, run_dir: str, out_dir: str, frames: int, direction: str, speed: float, horizon: float,
                  motions: dict[str, list] | None, outputs: dict, use_gpu: bool, z_dyn_path: str = "slerp"):
-        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        device = actor_device(use_gpu)
         self.model = load_model(run_dir, device)
         self.device = device
         self.out_dir, self.frames, self.direction = out_dir, frames, direction

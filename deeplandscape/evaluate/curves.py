@@ -27,11 +27,10 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from deeplandscape import storage
-from deeplandscape.raykit import ensure_ray
+from deeplandscape.raykit import actor_device, ensure_ray
 from deeplandscape.video import iter_frames
 
 from . import report, weights
@@ -119,7 +118,7 @@ class _CurveActor:
     def __init__(self, settings: dict, inception_path: str | None, backbone_path: str | None):
 
         self.s = CurveSettings(**{**settings, "metrics": tuple(settings["metrics"])})
-        device = torch.device("cuda" if self.s.use_gpu and torch.cuda.is_available() else "cpu")
+        device = actor_device(self.s.use_gpu)
         self.inception = InceptionFeatures(device, inception_path) if "fid" in self.s.metrics else None
         self.lpips = MaskedLPIPS(self.s.lpips_net, device, backbone_path) if "lpips" in self.s.metrics else None
         self.dim = 2048 if self.inception else 1

@@ -40,7 +40,7 @@ from PIL import Image
 from deeplandscape import storage
 from deeplandscape.config import InvertConfig
 from deeplandscape.invert.masks import Segmenter
-from deeplandscape.raykit import ensure_ray
+from deeplandscape.raykit import actor_device, ensure_ray
 from deeplandscape.render import to_uint8
 from deeplandscape.runs import LoadedModel, load_model
 from deeplandscape.train.latents import Latents, latents_ws, sample_latents, step_generator
@@ -203,7 +203,7 @@ class _PairActor:
     def __init__(self, run_dir: str, seed: int, samples: int, pairs: int, masks: dict, prior: list | None,
                  lpips_net: str, inception_path: str, backbone_path: str, use_gpu: bool):
 
-        device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        device = actor_device(use_gpu)
         self.model = load_model(run_dir, device)
         self.inception = InceptionFeatures(device, inception_path)
         self.lpips = MaskedLPIPS(lpips_net, device, backbone_path)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from deeplandscape import storage
-from deeplandscape.raykit import ensure_ray
+from deeplandscape.raykit import actor_device, ensure_ray
 
 from . import inputs, stats_cache, weights
 from .fid import InceptionFeatures
@@ -190,7 +190,7 @@ class _FeatureActor:
     """Ray Data actor: a `FeatureExtractor` per actor, rows of URIs in, feature rows out."""
 
     def __init__(self, spec: dict, use_gpu: bool):
-        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        device = actor_device(use_gpu)
         self.extract = FeatureExtractor(FeatureSpec(**spec), device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -58,7 +58,7 @@ from deeplandscape.storage import Retry, scrub
 from deeplandscape.invert.photos import (
     MAX_PIXELS, Framing, PhotoError, decode_mask, decode_photo, frame, mask_uri_for,
 )
-from deeplandscape.raykit import ensure_ray, require_resources
+from deeplandscape.raykit import actor_device, ensure_ray, require_resources
 from deeplandscape.render import VideoOutputs, to_uint8
 from deeplandscape.runs import lighting_dir
 from deeplandscape.superres.resolver import output_side
@@ -237,10 +237,7 @@ class BucketAnimator:
     def __init__(self, run_dir: str, icfg: dict, out_prefix: str, homographies: int, directions: list[str] | None,
                  frames: int, speed: float, horizon: float | None, outputs: dict, retry: dict, run_id: str,
                  use_gpu: bool, lighting: str = "none", keyframes: str | None = None, superres: bool = False):
-        import torch
-
-
-        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        device = actor_device(use_gpu)
         self.animator = PhotoAnimator(run_dir, InvertConfig(**icfg), device, horizon, log=lambda _msg: None,
                                       lighting=lighting, keyframes=keyframes, superres=superres)
         self.out_prefix, self.homographies, self.directions = out_prefix, homographies, directions

@@ -33,7 +33,7 @@ from deeplandscape.evaluate.image_metrics import LPIPS_BACKBONES, MaskedLPIPS
 from deeplandscape.invert.animate_photos import PhotoAnimator, inversion_config, list_photos
 from deeplandscape.invert.inversion import Inversion, METHODS, resolve_method
 from deeplandscape.invert.photos import PhotoError
-from deeplandscape.raykit import ensure_ray
+from deeplandscape.raykit import actor_device, ensure_ray
 from deeplandscape.render import Animation, to_uint8
 from deeplandscape.runs import load_model
 from deeplandscape.sweep import common
@@ -135,7 +135,7 @@ def _trial(params: dict[str, Any], consts: dict[str, Any]) -> None:
     # The driver's weight cache, named to this process (an actor's environment may differ):
     # the inversion's own perceptual loss looks its backbone up there.
     os.environ["DEEPLANDSCAPE_WEIGHTS"] = consts["weights_dir"]
-    device = "cuda" if consts["gpu"] and torch.cuda.is_available() else "cpu"
+    device = actor_device(consts["gpu"])
     overrides = {**consts["overrides"], **{k: common.plain(v) for k, v in params.items()},
                  "invert.batch": len(consts["photos"])}  # one batch: the photos advance together
     icfg = inversion_config(load_model(consts["run_dir"]).cfg, consts["preset"], overrides)
