@@ -54,7 +54,10 @@ VARIANTS = {
                                        "train.crop_prob": "0"}),
 }
 VIDEOS, FRAMES, SPEED = 32, 24, 2.5
-RING_LIMIT = 1.5  # samples' border ring contrast at most this times the photos' (issue 17)
+# Issue 17's check: the samples' border ring contrast, relative to their own interior ring contrast
+# (`RingContrast.border_ratio`), at most this times the photos'. Relative to the interior, because a
+# briefly trained G's samples are grainier than photos everywhere, border or not (docs/RESULTS.md).
+RING_LIMIT = 1.5
 
 
 def photos_at(folder: Path, resolution: int, count: int) -> np.ndarray:
@@ -147,8 +150,10 @@ def main() -> None:
     print(table)
     for name, rows in runs.items():  # issue 17's check: a sample's border like a photo's
         ratios = [r["ring_samples"]["edge"] / r["ring_photos"]["edge"] for r in rows]
-        verdict = "ok" if max(ratios) <= RING_LIMIT else f"FAILS (limit {RING_LIMIT}x)"
-        print(f"ring contrast check, {name}: samples / photos = {', '.join(f'{x:.2f}' for x in ratios)}: {verdict}")
+        framed = [r["ring_samples"]["border_ratio"] / r["ring_photos"]["border_ratio"] for r in rows]
+        verdict = "ok" if max(framed) <= RING_LIMIT else f"FAILS (limit {RING_LIMIT}x)"
+        print(f"ring contrast, {name}: border samples / photos = {', '.join(f'{x:.2f}' for x in ratios)}; "
+              f"border / interior, samples over photos = {', '.join(f'{x:.2f}' for x in framed)}: {verdict}")
     (out / "fig6.json").write_text(json.dumps({"runs": runs, "stand_in_weights": args.stand_in_weights,
                                                "args": vars(args)}, indent=2))
     (out / "fig6.md").write_text(table + "\n")
