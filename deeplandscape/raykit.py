@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import ray
 import torch
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from deeplandscape import storage
 from deeplandscape.config import Config
@@ -190,7 +191,10 @@ class LogRelay:
         from ray.util.queue import Queue
 
         self.log = log
-        self.queue = Queue(actor_options={"num_cpus": 0})  # never waits for a free CPU
+        # On the driver's node, with no CPU: it never waits for a free CPU, and losing a worker
+        # node (which Ray Train survives with scale.max_failures) does not silence the progress.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, daemon=True)
 

@@ -87,8 +87,10 @@ class VideoWriter:
         crf: int = 18,
         codec: str = "libx264",
         pix_fmt: str = "yuv420p",
+        threads: int = 0,
     ) -> None:
         self.path = Path(path)
+        self.threads = int(threads)  # 0: the encoder's choice; 1: the same bytes on every run
         self.width = int(width)
         self.height = int(height)
         self.fps = float(fps)
@@ -144,6 +146,8 @@ class VideoWriter:
             stream.codec_context.time_base = 1 / self._rate
             if self.codec in ("libx264", "libx265", "h264", "hevc"):
                 stream.options = {"crf": str(self.crf)}
+            if self.threads:
+                stream.codec_context.thread_count = self.threads
         except Exception as exc:
             container.close()
             raise VideoError(f"cannot set up {self.codec!r}/{self.pix_fmt!r} encoder for {self.path}: {exc}") from exc
@@ -197,11 +201,14 @@ def write_video(
     frames: np.ndarray | Iterable[np.ndarray],
     fps: float,
     crf: int = 18,
+    threads: int = 0,
 ) -> None:
     """Write a clip with H.264/yuv420p; the size is taken from the first frame.
 
     ``frames`` is an array ``[T, H, W, 3]`` or any iterable of ``[H, W, 3]``
     uint8 arrays; an iterable is consumed lazily, one frame at a time.
+    ``threads=1`` gives the same bytes on every run (x264's frame threads
+    can decide differently on a loaded machine).
     """
     iterator: Iterator[np.ndarray] = iter(frames)
     first = next(iterator, None)
@@ -211,7 +218,7 @@ def write_video(
     if first.ndim != 3:
         raise ValueError(f"{path}: each frame must be [H, W, 3] uint8, got shape {first.shape}")
     height, width = int(first.shape[0]), int(first.shape[1])
-    with VideoWriter(path, fps=fps, width=width, height=height, crf=crf) as writer:
+    with VideoWriter(path, fps=fps, width=width, height=height, crf=crf, threads=threads) as writer:
         writer.write(first)
         for frame in iterator:
             writer.write(frame)

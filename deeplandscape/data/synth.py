@@ -537,7 +537,7 @@ def write_dataset(
         params = sample_scene(np.random.default_rng([seed, 1, i]))
         clip, mask = render_video(params, frames, size)  # [T, S, S, 3]
         path = video_dir / f"{i:05d}.mp4"
-        write_video(path, clip, fps=fps)
+        write_video(path, clip, fps=fps, threads=1)  # deterministic for the seed, to the byte
         _save_mask(mask_path_for(path), mask)
         video_entries.append({"file": str(path.relative_to(out)), "mask": str(mask_path_for(path).relative_to(out)),
                               "frames": frames, "fps": fps, "params": params.to_dict()})

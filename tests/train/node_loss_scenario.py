@@ -57,7 +57,7 @@ def main(run_dir: str, images: str, videos: str) -> int:
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    ray.init(address=cluster.address, log_to_driver=True)
+    ray.init(address=cluster.address, log_to_driver=False)  # as ensure_ray: workers' lines come by the relay
     cfg = load_config("tiny", {
         "data.images": images, "data.videos": videos,
         "train.batch": '{"8": 8}', "train.log_every": "2", "train.sample_kimg": "0",

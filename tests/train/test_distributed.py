@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint
 from deeplandscape.train.launch import train
-from deeplandscape.train.loop import WorkerContext, run_worker
+from deeplandscape.train.loop import Trainer, WorkerContext, run_worker
 from tests.conftest import tiny_config
 
 
@@ -26,9 +25,15 @@ def test_two_workers_match_one_worker_on_the_same_global_batch(local_ray, synth_
     _, progress, state = load_checkpoint(latest_checkpoint(str(tmp_path / "two")).uri)
     assert progress["step"] == 6 and progress["images_seen"] == one.images_seen == 48
     reference = one.state_dict()
+    start = Trainer(tiny_config(synth_data, **overrides), one.data, WorkerContext()).state_dict()
+    # Same updates up to float summation order. Adam divides by sqrt(v), so where a gradient is
+    # near zero a rounding difference becomes a visible weight difference: compare each tensor's
+    # difference with how far training moved it (a wrong split of the batch moves it elsewhere).
     for net in ("G", "G_ema", "D_st", "D_pair"):
         for name, value in state[net].items():
-            torch.testing.assert_close(value, reference[net][name], rtol=1e-4, atol=1e-5, msg=f"{net}.{name}")
+            moved = (reference[net][name] - start[net][name]).norm().item()
+            apart = (value - reference[net][name]).norm().item()
+            assert apart <= 1e-3 * moved + 1e-6, f"{net}.{name}: {apart:.3g} apart after moving {moved:.3g}"
 
     # Logged losses are global (averaged over workers), so they are what one worker logs.
     lines = {run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]

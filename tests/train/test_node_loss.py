@@ -23,10 +23,13 @@ def test_losing_a_worker_node_resumes_from_the_latest_checkpoint(synth_data, tmp
     seen = json.loads(re.search(r"^SCENARIO (\{.*\})$", done.stdout, re.M).group(1))
     assert seen.get("finished") and "error" not in seen and seen["checkpoints_before"], seen
 
-    # One restart, from the newest checkpoint there was once the node was gone.
-    resumed = [int(s) for s in re.findall(r"resumed from \S+ \(step (\d+),", done.stdout)]
+    # One restart, from the newest checkpoint there was once the node was gone; the progress
+    # lines go on reaching the driver after the loss.
+    resumed = [int(s) for s in re.findall(r"^resumed from \S+ \(step (\d+),", done.stdout, re.M)]
     assert len(resumed) == 1, done.stdout[-5000:]
     assert max(seen["checkpoints_after"]) <= resumed[0] < scenario.TOTAL_STEPS
+    logged = [int(s) for s in re.findall(r"^step +(\d+) ", done.stdout, re.M)]
+    assert logged and logged[-1] == scenario.TOTAL_STEPS, done.stdout[-5000:]
 
     # The run completed, and its metrics continue across the restart without gaps or repeats.
     assert list_checkpoints(str(run_dir))[-1].step == scenario.TOTAL_STEPS
