@@ -109,12 +109,11 @@ def _speed(value: str) -> float:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from deeplandscape.animate.homography import load_motions
     from deeplandscape.render import VideoOutputs
     from deeplandscape.runs import load_model
     from deeplandscape.sample import sample_many, write_samples
 
-    motions = load_motions(args.homographies) if args.homographies else None
+    motions = _motions(args.homographies) if args.homographies else None
     outputs = VideoOutputs(fps=args.fps, crf=args.crf, scale=args.scale, poster=not args.no_poster,
                            gif=args.gif, png_frames=args.png_frames)
     if args.workers:
@@ -136,6 +135,25 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_authors(args: argparse.Namespace) -> int:
+    from deeplandscape.authors.importer import import_authors
+
+    report = import_authors(args.source, args.resolution, args.run_dir, config=args.config,
+                            overrides=parse_set(args.overrides), encoder=args.encoder, lighting=args.lighting)
+    animate = f"deeplandscape animate PHOTO --run-dir {args.run_dir} --out videos"
+    print(f"sample it: deeplandscape sample --run-dir {args.run_dir} --out samples; animate a photo: "
+          + (animate if report.encoder else f"deeplandscape train-encoder --run-dir {args.run_dir}, then {animate}"))
+    return 0
+
+
+def _motions(path: str):
+    """--homographies: our motions JSON, or a folder of the authors' CSVs."""
+    from deeplandscape.animate.homography import load_motions
+    from deeplandscape.authors.homographies import read_authors_motions
+
+    return read_authors_motions(path) if Path(path).is_dir() else load_motions(path)
+
+
 def cmd_calibrate_motion(args: argparse.Namespace) -> int:
     from deeplandscape.animate.calibrate import run_calibration
 
@@ -155,7 +173,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
             print(f"{row['name']:10s} {state:18s} {row['path']}\n{'':10s} {row['purpose']}\n{'':10s} from {row['url']}")
         print(f"cache: {weights.cache_dir()} (set DEEPLANDSCAPE_WEIGHTS to change it)")
         return 0
-    names = args.names or [r["name"] for r in weights.status() if not r["present"]]
+    names = weights.expand(args.names) or [r["name"] for r in weights.status() if not r["present"]]
     failed = 0
     for name in names:
         try:
@@ -233,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=float, default=0.5, help="horizon height, fraction of the image from the top")
     p.add_argument("--z-dyn-path", choices=Z_DYN_PATHS, default="slerp",
                    help="how z_dyn goes from one sample to the other over a video (slerp: the authors' code)")
-    p.add_argument("--homographies", help="JSON file of your own motions (see deeplandscape/animate/homography.py)")
+    p.add_argument("--homographies", help="JSON file of your own motions (see deeplandscape/animate/homography.py) "
+                                          "or a folder of the authors' CSVs (their homographies/<set>/)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling for viewing")
     p.add_argument("--no-poster", action="store_true", help="skip the poster JPEG per video")
@@ -249,6 +268,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_bucket_parser(sub, _speed)  # deeplandscape/invert/bucket_cli.py
     add_superres_parser(sub)  # deeplandscape/superres/cli.py
 
+    p = sub.add_parser("import-authors", help="the authors' released generator (a .model file or their results/ "
+                                              "folder) as a run directory")
+    p.add_argument("source", help="their results/ folder (checkpoints/<R>/NNNNNN.model inside) or one .model file")
+    p.add_argument("--resolution", type=int, required=True, help="import the levels up to this resolution (px)")
+    p.add_argument("--run-dir", required=True, help="new run directory to write")
+    p.add_argument("--encoder", help="their encoder file (default: encoders/<R>_resnet/models/best_model.pth "
+                                     "in the folder, if there)")
+    p.add_argument("--lighting", help="their lighting network file (default: encoders/<R>_mlp/models/"
+                                      "best_model.pth in the folder, if there)")
+    p.add_argument("--config", help="preset for the non-model settings (default: paper<R>, else paper256)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field of the written run")
+    path_args(p, inputs=("source", "--encoder", "--lighting"), outputs=("--run-dir",))
+    p.set_defaults(fn=cmd_import_authors)
+
     p = sub.add_parser("calibrate-motion", help="measure cloud motion in time-lapses; write the 12 directions at that speed")
     p.add_argument("--videos", required=True, help="folder or s3:// prefix of time-lapse videos")
     p.add_argument("--masks", help="folder of NAME.mask.png dynamic-region masks (default: next to the videos)")
@@ -257,9 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     path_args(p, inputs=("--videos", "--masks"), outputs=("--out",))
     p.set_defaults(fn=cmd_calibrate_motion)
 
-    p = sub.add_parser("weights", help="pretrained files the metrics use: what is present, fetch the rest")
+    p = sub.add_parser("weights", help="pretrained files the metrics and masks use: what is present, fetch the rest")
     p.add_argument("action", choices=["status", "fetch"])
-    p.add_argument("names", nargs="*", help="files to fetch (default: every missing one)")
+    p.add_argument("names", nargs="*", help="files to fetch, e.g. inception, ade20k (default: every missing one)")
     p.set_defaults(fn=cmd_weights)
 
     p = sub.add_parser("demo", help="synth -> train -> sample -> gallery on a local Ray")

@@ -19,6 +19,10 @@ from deeplandscape import storage
 from deeplandscape.animate.homography import CLOCK_DIRECTIONS
 
 
+# Values of a path argument that name something built in rather than a file (--segmentation ade20k).
+BUILT_IN_NAMES = frozenset({"ade20k"})
+
+
 def path_args(p: argparse.ArgumentParser, inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = ()) -> None:
     """Declare `p`'s path arguments by flag (`--run-dir`) or positional name (`PHOTOS`).
 
@@ -39,9 +43,11 @@ def resolve_path_args(args: argparse.Namespace) -> None:
         value = getattr(args, _dest(flag), None)
         items = value if isinstance(value, list) else [value]
         for v in items:
+            if v in BUILT_IN_NAMES:
+                continue
             if must_exist and isinstance(v, str) and v and not storage.is_remote(v) and not storage.exists(v):
                 raise FileNotFoundError(f"{flag} {v}: no such file or folder")
-        resolved = [storage.absolute(v) if isinstance(v, str) else v for v in items]
+        resolved = [storage.absolute(v) if isinstance(v, str) and v not in BUILT_IN_NAMES else v for v in items]
         setattr(args, _dest(flag), resolved if isinstance(value, list) else resolved[0])
 
 

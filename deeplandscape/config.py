@@ -122,6 +122,9 @@ class InvertConfig:
     encoder_backbone: str = "resnet152"  # a torchvision ResNet: resnet18/34/50/101/152
     encoder_pretrained: bool = True  # start from ImageNet weights in the weight cache
     encoder_hidden: int = 1024
+    # "mlp": Linear, ReLU, Linear, plus the mean w (paper); "authors": Linear, LayerNorm,
+    # LeakyReLU(0.2), Linear, no offset (their released encoders, import-authors)
+    encoder_head: str = "mlp"
     encoder_kimg: float = 200.0  # images sampled from G on the fly (paper: 200k)
     encoder_batch: int = 32
     encoder_lr: float = 1e-4
@@ -149,6 +152,9 @@ class InvertConfig:
     sky_classes: str = "2"  # ADE20K sky: the horizon is the lowest sky pixel + margin
     horizon_margin: float = 0.04  # 10 px at 256 px (REFERENCE.md)
     # Lighting network A (paper 3.2): trained on the fly from M until its loss stops improving.
+    # "ours": reads M's pre-activation, predicts a gated offset (docs/RESULTS.md); "authors": their
+    # MLPApproximator (residual blocks with LayerNorm on [w, z_dyn, c], width w + z_dyn + 1)
+    lighting_arch: str = "ours"
     lighting_blocks: int = 10  # residual MLP blocks (authors' code)
     lighting_width: int = 512  # hidden width
     lighting_batch: int = 256
@@ -361,6 +367,10 @@ def validate_invert(iv: InvertConfig) -> None:
         raise ValueError(f"invert.perceptual_net must be 'vgg' or 'alex', got {iv.perceptual_net!r}")
     if not iv.encoder_backbone.startswith("resnet"):
         raise ValueError(f"invert.encoder_backbone must be a torchvision ResNet, got {iv.encoder_backbone!r}")
+    if iv.lighting_arch not in ("ours", "authors"):
+        raise ValueError(f"invert.lighting_arch must be 'ours' or 'authors', got {iv.lighting_arch!r}")
+    if iv.encoder_head not in ("mlp", "authors"):
+        raise ValueError(f"invert.encoder_head must be 'mlp' or 'authors', got {iv.encoder_head!r}")
     for name in ("batch", "encoder_batch", "lighting_blocks", "lighting_width", "lighting_batch", "lighting_log_every"):
         if getattr(iv, name) < 1:
             raise ValueError(f"invert.{name} must be >= 1, got {getattr(iv, name)}")

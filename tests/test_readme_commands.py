@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
 
 from deeplandscape.animate.homography import load_motions
@@ -34,6 +35,8 @@ from deeplandscape.runs import encoder_dir
 from deeplandscape.runs import load_model
 from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.video import probe_video, read_video
+from tests.authors.authors_files import forget_their_code, their_checkpoint, their_encoder, their_lighting
+from tests.invert.test_ade20k import write_their_files
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
@@ -279,3 +282,45 @@ def test_demo_gallery_has_playable_videos(tmp_path):
     assert sum(i.endswith("compare.png") for i in images) == 4
     assert all((index.parent / i).is_file() for i in images)
     assert any("grid-" in i for i in images)  # training snapshots
+
+
+def test_import_the_authors_generator_then_sample_with_their_motions(tmp_path):
+    """Their results/ folder (a narrow generator in their exact layout) and their CSV motions."""
+    (tmp_path / "results/checkpoints/256").mkdir(parents=True)
+    torch.save(their_checkpoint(resolution=256), tmp_path / "results/checkpoints/256/475000.model")
+    (tmp_path / "results/encoders/256_resnet/models").mkdir(parents=True)
+    torch.save(their_encoder(tmp_path / "src", levels=7, w_size=32),  # 4 .. 256 px
+               tmp_path / "results/encoders/256_resnet/models/best_model.pth")
+    (tmp_path / "results/encoders/256_mlp/models").mkdir(parents=True)
+    torch.save(their_lighting(tmp_path / "src", w_size=32), tmp_path / "results/encoders/256_mlp/models/best_model.pth")
+    forget_their_code(tmp_path / "src")
+    torch.save(their_checkpoint(resolution=256, seed=5), tmp_path / "results/checkpoints/256/5000.model")  # older
+    (tmp_path / "homographies/manual_homographies_x2.5").mkdir(parents=True)
+    (tmp_path / "homographies/manual_homographies_x2.5/m01.csv").write_text("-1e-3 1e-2\n-2.5e-2 1e-2\n-5e-5 5e-5\n"
+                                                                            "-5e-4 5e-5\n")
+    out = run(tmp_path, "deeplandscape import-authors results/ --resolution 256 --run-dir runs/authors256",
+              timeout=120)
+    assert "imported g_running and generator of" in out and "475000.model" in out and "resnet18" in out
+    assert "the lighting network" in out
+    model = load_model(str(tmp_path / "runs/authors256"))
+    assert (model.resolution, model.alpha, model.cfg.model.g_padding) == (256, 1.0, "zeros")
+    out = run(tmp_path, "deeplandscape sample --run-dir runs/authors256 --out samples/authors --homographies "
+                        "homographies/manual_homographies_x2.5 --direction m01", "--videos", "1", "--frames", "6",
+              timeout=180)
+    videos = sorted((tmp_path / "samples/authors").glob("*.mp4"))
+    assert [v.name for v in videos] == ["sample-0000-m01.mp4"], out
+    info = probe_video(videos[0])
+    assert (info.num_frames, info.width) == (6, 256)
+
+    # The segmentation files as `weights fetch ade20k` leaves them (stand-ins: sky everywhere).
+    write_their_files(tmp_path / "weights", winner=2)
+    env = user_env(DEEPLANDSCAPE_WEIGHTS="weights")
+    out = run(tmp_path, "deeplandscape weights fetch ade20k", env=env, timeout=60)
+    assert "ade20k-encoder: " in out and "ade20k-decoder: " in out  # present: checked, not downloaded
+    (tmp_path / "photo.jpg").write_bytes((tmp_path / "samples/authors" / "sample-0000-m01.jpg").read_bytes())
+    out = run(tmp_path, "deeplandscape animate photo.jpg --run-dir runs/authors256 --out videos",
+              "--directions", "1", "--frames", "4", "--lighting", "day-to-night", "--set", "invert.finetune_perceptual=0",
+              *FAST_INVERT, env=env, timeout=300)
+    inversion = json.loads((tmp_path / "videos/photo/inversion.json").read_text())
+    assert (inversion["method"], inversion["mask"]) == ("EOIFS", "segmentation"), out
+    assert probe_video(next((tmp_path / "videos/photo").glob("*.mp4"))).num_frames == 4

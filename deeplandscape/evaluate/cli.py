@@ -202,6 +202,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--samples", type=int, default=2400, help="generated images for FID")
     q.add_argument("--masks", default="prior",
                    help="static pixels: 'prior' (the real photos' NAME.mask.png averaged: one mask for all samples), "
+                        "'segmentation:ade20k' (the authors' network, weights fetch ade20k), "
                         "'segmentation:MODEL.pt' (TorchScript, as the inversion's: ImageNet-normalised image -> "
                         "ADE20K logits; invert.dynamic_classes are masked out) or 'none'")
     q.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg")

@@ -16,6 +16,7 @@ Masks of generated images. A generated sample has no ground truth, so `masks` is
   pixels that are sky or water in at least half of the photos are masked out. A per-data-set
   prior, not a per-sample segmentation: good for the synthetic data, whose horizons vary
   little, and an approximation everywhere else.
+- ``segmentation:ade20k``: the authors' CSAIL network (`deeplandscape.invert.ade20k`).
 - ``segmentation:PATH``: a TorchScript segmentation network with the contract the inversion
   uses (`deeplandscape.invert.masks.Segmenter`: ImageNet-normalised [1, 3, H, W] -> logits
   [1, C, h, w]; the run's ``invert.dynamic_classes``, ADE20K sky and water by default, are
@@ -39,7 +40,7 @@ from PIL import Image
 
 from deeplandscape import storage
 from deeplandscape.config import InvertConfig
-from deeplandscape.invert.masks import Segmenter
+from deeplandscape.invert.masks import ADE20K, Segmenter
 from deeplandscape.raykit import actor_device, ensure_ray
 from deeplandscape.render import to_uint8
 from deeplandscape.runs import LoadedModel, load_model
@@ -85,12 +86,13 @@ class MaskSpec:
             return cls(text)
         if text.startswith("segmentation:") and len(text) > len("segmentation:"):
             return cls("segmentation", text.split(":", 1)[1])
-        raise ValueError(f"masks must be 'prior', 'none' or 'segmentation:PATH.pt', got {text!r}")
+        raise ValueError(f"masks must be 'prior', 'none', 'segmentation:ade20k' or 'segmentation:PATH.pt', "
+                         f"got {text!r}")
 
     def describe(self) -> str:
         return {"prior": "prior of the real photos' ground-truth masks (one mask for every sample)",
                 "none": "no mask: every pixel compared",
-                "segmentation": f"TorchScript segmentation {self.path}, per image"}[self.kind]
+                "segmentation": f"segmentation {self.path}, per image"}[self.kind]
 
 
 @dataclass
@@ -262,8 +264,8 @@ def _check(model: LoadedModel, s: GenerationSettings) -> None:
                          f"train further before evaluating")
     if s.samples < 2 or s.pairs < 1:
         raise ValueError(f"need samples >= 2 and pairs >= 1, got samples={s.samples}, pairs={s.pairs}")
-    if s.masks.kind == "segmentation" and not os.path.isfile(s.masks.path):
-        raise FileNotFoundError(f"no segmentation model at {s.masks.path} (a local TorchScript file)")
+    if s.masks.kind == "segmentation" and s.masks.path != ADE20K and not os.path.isfile(s.masks.path):
+        raise FileNotFoundError(f"no segmentation model at {s.masks.path} (a local TorchScript file, or ade20k)")
 
 
 def evaluate_generation(run_dir: str, real_images: str, out_dir: str, s: GenerationSettings = GenerationSettings(),

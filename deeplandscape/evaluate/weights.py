@@ -40,6 +40,8 @@ __all__ = [
     "status",
     "fetch",
     "load_state_dict",
+    "GROUPS",
+    "expand",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -98,6 +100,18 @@ REGISTRY: dict[str, WeightFile] = {
             for arch, digest in (("resnet18", "f37072fd"), ("resnet34", "b627a593"), ("resnet50", "0676ba61"),
                                  ("resnet101", "63fe2227"), ("resnet152", "394f9c45"))
         ),
+        *(
+            WeightFile(
+                name=f"ade20k-{part}",
+                filename=f"ade20k-resnet50dilated-ppm_deepsup-{part}_epoch_20.pth",
+                url=f"http://sceneparsing.csail.mit.edu/model/pytorch/ade20k-resnet50dilated-ppm_deepsup/"
+                f"{part}_epoch_20.pth",
+                purpose=f"sky/water masks: CSAIL ADE20K resnet50dilated + ppm_deepsup, the {part} "
+                "(the authors' segmentation)",
+                sha256=None,  # unpublished: the file is checked by its keys and shapes when loaded
+            )
+            for part in ("encoder", "decoder")
+        ),
         WeightFile(
             name="i3d",
             filename="i3d_torchscript.pt",
@@ -107,6 +121,15 @@ REGISTRY: dict[str, WeightFile] = {
         ),
     )
 }
+
+
+# Names that stand for several files (`deeplandscape weights fetch ade20k`).
+GROUPS: dict[str, tuple[str, ...]] = {"ade20k": ("ade20k-encoder", "ade20k-decoder")}
+
+
+def expand(names: list[str]) -> list[str]:
+    """Registry names, with each group name replaced by its files."""
+    return [n for name in names for n in GROUPS.get(name, (name,))]
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -134,7 +157,8 @@ def cache_dir() -> Path:
 def _missing_message(w: WeightFile, path: Path) -> str:
     return (
         f"pretrained weights {w.name!r} ({w.purpose}) are missing: expected the file "
-        f"{w.filename} at {path}. Download it with `deeplandscape weights fetch {w.name}`, "
+        f"{w.filename} at {path}. Download it with `deeplandscape weights fetch "
+        f"{next((g for g, files in GROUPS.items() if w.name in files), w.name)}`, "
         f"or fetch {w.url} by hand and save it under that name (set $DEEPLANDSCAPE_WEIGHTS "
         f"to use another directory)."
     )

@@ -43,7 +43,8 @@ def _out_channels(layer: nn.Module) -> int:
 class Encoder(nn.Module):
     """E: image [B, 3, R, R] in [-1, 1] -> styles [B, num_levels, w_dim], as offsets from mean w."""
 
-    def __init__(self, backbone: str, num_levels: int, w_dim: int, hidden: int, pretrained: bool = False):
+    def __init__(self, backbone: str, num_levels: int, w_dim: int, hidden: int, pretrained: bool = False,
+                 head: str = "mlp"):
         super().__init__()
         if not hasattr(torchvision.models, backbone):
             raise ValueError(f"invert.encoder_backbone {backbone!r} is not a torchvision model")
@@ -54,8 +55,12 @@ class Encoder(nn.Module):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         features = sum(_out_channels(getattr(self, name)) for name in FEATURE_LAYERS)
-        self.num_levels, self.w_dim = num_levels, w_dim
-        self.mlp = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, num_levels * w_dim))
+        self.num_levels, self.w_dim, self.head = num_levels, w_dim, head
+        if head == "authors":  # their released encoders' head (invert.encoder_head)
+            self.mlp = nn.Sequential(nn.Linear(features, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(0.2),
+                                     nn.Linear(hidden, num_levels * w_dim))
+        else:
+            self.mlp = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, num_levels * w_dim))
         self.register_buffer("w_avg", torch.zeros(w_dim))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
@@ -69,13 +74,14 @@ class Encoder(nn.Module):
             if name in FEATURE_LAYERS:
                 pooled.append(x.mean(dim=(2, 3)))
         out = self.mlp(torch.cat(pooled, dim=1))
-        return out.view(-1, self.num_levels, self.w_dim) + self.w_avg
+        out = out.view(-1, self.num_levels, self.w_dim)
+        return out if self.head == "authors" else out + self.w_avg  # theirs predicts w itself
 
 
 def build_encoder(cfg: Config, pretrained: bool | None = None) -> Encoder:
     iv = cfg.invert
     return Encoder(iv.encoder_backbone, level_of(cfg.model.resolution) + 1, cfg.model.w_dim, iv.encoder_hidden,
-                   iv.encoder_pretrained if pretrained is None else pretrained)
+                   iv.encoder_pretrained if pretrained is None else pretrained, iv.encoder_head)
 
 
 @torch.no_grad()
@@ -115,6 +121,8 @@ class EncoderTrainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.E.load_state_dict(state["E"])
+        if "opt" not in state:  # an imported encoder (import-authors): fine-tune it from step 0
+            return
         self.opt.load_state_dict(state["opt"])
         self.step, self.images_seen = (int(v) for v in state["counters"])
 

@@ -95,6 +95,33 @@ class LightingNet(nn.Module):
         return w_a + c.sqrt()[:, None] * self.out(F.leaky_relu(self.blocks(self.inp(x)), 0.2)) * self.w_std
 
 
+class DenseResBlock(nn.Module):
+    """x + Linear(LeakyReLU(LayerNorm(Linear(x)))): the authors' block (names as in their file)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.impl = nn.Sequential(nn.Linear(width, width), nn.LayerNorm(width, elementwise_affine=False),
+                                  nn.LeakyReLU(0.2), nn.Linear(width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.impl(x)
+
+
+class AuthorsLightingNet(nn.Module):
+    """The authors' A (`MLPApproximator`, `invert.lighting_arch = "authors"`): residual blocks on
+    [w_a, z_dyn_b, c] at width w + z_dyn + 1, then a linear layer to w. Imported with their weights
+    (`import-authors`); it can also be trained here."""
+
+    def __init__(self, w_dim: int, z_dyn_dim: int, blocks: int = 10):
+        super().__init__()
+        width = w_dim + z_dyn_dim + 1
+        self.impl = nn.Sequential(*[DenseResBlock(width) for _ in range(blocks)])
+        self.out = nn.Linear(width, w_dim)
+
+    def forward(self, w_a: torch.Tensor, z_b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.out(self.impl(torch.cat([w_a, z_b, c[:, None]], dim=1)))
+
+
 def lighting_targets(G: Generator, batch: int, gen: torch.Generator, device) -> tuple[torch.Tensor, ...]:
     """(w_a, z_dyn_b, c, w_target) for one training batch, drawn from M."""
     z_st = torch.randn(batch, G.z_st_dim, generator=gen, device=device)
@@ -124,14 +151,16 @@ def lighting_step(A: LightingNet, G: Generator, opt: torch.optim.Optimizer, batc
     return loss
 
 
-def load_weights(A: LightingNet, state: dict[str, torch.Tensor], uri: str) -> None:
-    if "h_mean" not in state:  # before A read M's pre-activation (2026-12)
+def load_weights(A: nn.Module, state: dict[str, torch.Tensor], uri: str) -> None:
+    if isinstance(A, LightingNet) and "h_mean" not in state:  # before A read M's pre-activation (2026-12)
         raise ValueError(f"{uri}: this lighting network predates the current A (it reads w, not M's "
                          f"pre-activation); delete its folder and train again with `deeplandscape train-lighting`")
     A.load_state_dict(state)
 
 
-def build_lighting(cfg: Config) -> LightingNet:
+def build_lighting(cfg: Config) -> nn.Module:
+    if cfg.invert.lighting_arch == "authors":
+        return AuthorsLightingNet(cfg.model.w_dim, cfg.model.z_dyn_dim, cfg.invert.lighting_blocks)
     return LightingNet(cfg.model.w_dim, cfg.model.z_dyn_dim, cfg.invert.lighting_blocks, cfg.invert.lighting_width)
 
 
@@ -178,10 +207,11 @@ def train_lighting(cfg: Config, run_dir: str, device: str | torch.device = "cpu"
     if ckpt is not None:
         state = load_checkpoint(ckpt.uri, map_location=device)[2]
         load_weights(A, state["A"], ckpt.uri)
-        opt.load_state_dict(state["opt"])
-        step, best, stale = int(state["counters"][0]), float(state["progress"][0]), int(state["counters"][1])
+        if "opt" in state:  # not an imported A (import-authors), which trains on from step 0
+            opt.load_state_dict(state["opt"])
+            step, best, stale = int(state["counters"][0]), float(state["progress"][0]), int(state["counters"][1])
         log(f"lighting: resumed from {ckpt.uri} (step {step})")
-    else:
+    elif isinstance(A, LightingNet):
         with torch.no_grad():
             gen = torch.Generator(device=device).manual_seed(cfg.train.seed)
             A.set_w_stats(G.M(torch.randn(8192, G.cfg.z_dim, generator=gen, device=device)))

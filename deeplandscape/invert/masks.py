@@ -1,9 +1,10 @@
 """Dynamic-region masks (sky and water) and the horizon, for the S variant of inversion.
 
 A mask is True on dynamic pixels. It comes from a file next to the photo (`X.mask.png`,
-255 = dynamic) or from a segmentation network given as a TorchScript file: it takes
-[1, 3, H, W] ImageNet-normalised RGB and returns logits [1, C, h, w]; the classes listed in
-`invert.dynamic_classes` (ADE20K by default, as the paper's CSAIL model) are dynamic.
+255 = dynamic) or from a segmentation network: "ade20k", the authors' CSAIL network
+(invert/ade20k.py, the default when its weight files are in the cache), or a TorchScript file.
+Either takes [1, 3, H, W] ImageNet-normalised RGB and returns logits [1, C, h, w]; the classes
+listed in `invert.dynamic_classes` (ADE20K ids) are dynamic.
 
 The horizon (REFERENCE.md: lowest sky pixel + 10 px) needs to know which dynamic pixels
 are sky: with a segmentation model the sky classes say so; with a mask file, sky is the
@@ -20,20 +21,34 @@ import torch
 import torch.nn.functional as F
 
 from deeplandscape.config import class_ids
+from deeplandscape.invert import ade20k
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+ADE20K = "ade20k"  # invert.segmentation_model naming the built-in CSAIL network (invert/ade20k.py)
+
+
+def default_segmentation(configured: str) -> str:
+    """`invert.segmentation_model` as set, or "ade20k" when it is unset and the ADE20K weight
+    files are in the cache (photos without X.mask.png then get automatic masks)."""
+    return configured or (ADE20K if ade20k.available() else "")
+
+
 class Segmenter:
-    """A TorchScript segmentation network, loaded once, giving dynamic and sky masks."""
+    """A segmentation network, loaded once, giving dynamic and sky masks: "ade20k" (the
+    authors' CSAIL network, weights from the cache) or a TorchScript file."""
 
     def __init__(self, path: str, dynamic_classes: str, sky_classes: str, device: str | torch.device = "cpu"):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"segmentation model {path} does not exist (invert.segmentation_model); "
-                                    "give a TorchScript file, or put X.mask.png masks next to the photos")
         self.device = torch.device(device)
-        self.model = torch.jit.load(path, map_location=self.device).eval()
+        if path == ADE20K:
+            self.model = ade20k.load_ade20k(self.device)
+        elif not Path(path).is_file():
+            raise FileNotFoundError(f"segmentation model {path} does not exist (invert.segmentation_model); "
+                                    "give a TorchScript file or 'ade20k', or put X.mask.png masks next to the photos")
+        else:
+            self.model = torch.jit.load(path, map_location=self.device).eval()
         self.dynamic = class_ids(dynamic_classes)
         self.sky = class_ids(sky_classes)
 

@@ -115,6 +115,9 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "D_st" not in state:
+            raise ValueError(f"the checkpoint holds generators only (imported from {state.get('imported_from', '?')}):"
+                             f" training cannot resume from it; train into a new run directory")
         for name in ("G", "G_ema", "D_st", "D_pair", "opt_G", "opt_D_st", "opt_D_pair"):
             getattr(self, name).load_state_dict(state[name])
         self.step, self.images_seen = int(state["step"]), int(state["images_seen"])
