@@ -139,7 +139,8 @@ def cmd_import_authors(args: argparse.Namespace) -> int:
     from deeplandscape.authors.importer import import_authors
 
     report = import_authors(args.source, args.resolution, args.run_dir, config=args.config,
-                            overrides=parse_set(args.overrides), encoder=args.encoder, lighting=args.lighting)
+                            overrides=parse_set(args.overrides), encoder=args.encoder, lighting=args.lighting,
+                            superres=args.superres)
     animate = f"deeplandscape animate PHOTO --run-dir {args.run_dir} --out videos"
     print(f"sample it: deeplandscape sample --run-dir {args.run_dir} --out samples; animate a photo: "
           + (animate if report.encoder else f"deeplandscape train-encoder --run-dir {args.run_dir}, then {animate}"))
@@ -277,10 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "in the folder, if there)")
     p.add_argument("--lighting", help="their lighting network file (default: encoders/<R>_mlp/models/"
                                       "best_model.pth in the folder, if there)")
+    p.add_argument("--superres", help="their super-resolution file, G.pth (its RRDB network is imported)")
     p.add_argument("--config", help="preset for the non-model settings (default: paper<R>, else paper256)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field of the written run")
-    path_args(p, inputs=("source", "--encoder", "--lighting"), outputs=("--run-dir",))
+    path_args(p, inputs=("source", "--encoder", "--lighting", "--superres"), outputs=("--run-dir",))
     p.set_defaults(fn=cmd_import_authors)
 
     p = sub.add_parser("calibrate-motion", help="measure cloud motion in time-lapses; write the 12 directions at that speed")

@@ -52,23 +52,17 @@ def first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def read_state_dict(path: str) -> dict[str, Any]:
+    """A file of theirs that holds tensors only (`weights_only=True`), checked to be a dict."""
+    obj = _load_tensors(path)
+    if not isinstance(obj, dict):
+        raise AuthorsFileError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors")
+    return obj
+
+
 def read_checkpoint(path: str) -> dict[str, Any]:
     """Their training checkpoint, tensors only (`weights_only=True`), checked to be one."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e):  # weights_only met a class: a whole pickled module
-            raise AuthorsFileError(
-                f"{path}: not one of the authors' training checkpoints: it holds pickled code, not state dicts "
-                f"(an encoder or lighting file?)") from e
-        raise AuthorsFileError(f"{path}: not a readable PyTorch checkpoint (truncated, or not a torch.save file)") \
-            from e
-    except Exception as e:  # noqa: BLE001 - torch's loaders raise many kinds on a damaged file
-        detail = f": {first_line(e).split('. ')[0][:120]}" if isinstance(e, RuntimeError) else ""
-        raise AuthorsFileError(f"{path}: not a readable PyTorch checkpoint (truncated, or not a torch.save file)"
-                               f"{detail}") from e
+    obj = _load_tensors(path)
     if not isinstance(obj, dict) or not any(k in obj for k in G_KEYS):
         keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
         raise AuthorsFileError(f"{path}: not one of the authors' training checkpoints (a dict with "
@@ -77,6 +71,24 @@ def read_checkpoint(path: str) -> dict[str, Any]:
         if k in obj and not (isinstance(obj[k], dict) and all(isinstance(v, torch.Tensor) for v in obj[k].values())):
             raise AuthorsFileError(f"{path}: entry {k!r} is not a state dict of tensors")
     return obj
+
+
+def _load_tensors(path: str) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e):  # weights_only met a class: a whole pickled module
+            raise AuthorsFileError(
+                f"{path}: holds pickled code, not state dicts (the encoder or lighting file? pass it as "
+                f"--encoder or --lighting)") from e
+        raise AuthorsFileError(f"{path}: not a readable PyTorch checkpoint (truncated, or not a torch.save file)") \
+            from e
+    except Exception as e:  # noqa: BLE001 - torch's loaders raise many kinds on a damaged file
+        detail = f": {first_line(e).split('. ')[0][:120]}" if isinstance(e, RuntimeError) else ""
+        raise AuthorsFileError(f"{path}: not a readable PyTorch checkpoint (truncated, or not a torch.save file)"
+                               f"{detail}") from e
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 SOURCE is their downloaded `results/` folder (the generator is `checkpoints/<R>/NNNNNN.model`,
 the newest one there; the encoder `encoders/<R>_resnet/models/best_model.pth` and the lighting
-network `encoders/<R>_mlp/models/best_model.pth`) or one `.model` file (`--encoder FILE` and
-`--lighting FILE` name the others then). The run directory gets a resolved config (the
+network `encoders/<R>_mlp/models/best_model.pth`; their super-resolution file is found in
+`superres/weights/G.pth`) or one `.model` file (`--encoder`, `--lighting`, `--superres` name the
+others then). The run directory gets a resolved config (the
 paper preset for R with the model fields the file dictates) and one checkpoint holding G and
 G_ema only, whose progress puts `load_model` at R px with alpha 1. `sample`, `animate`,
 `animate-bucket`, `evaluate`, `train-encoder`, `train-lighting` and `train-superres` take it as
@@ -24,13 +25,15 @@ import torch
 from deeplandscape import storage
 from deeplandscape.authors.encoder import read_encoder
 from deeplandscape.authors.lighting import read_lighting
+from deeplandscape.authors.superres import read_superres
 from deeplandscape.authors.generator import (G_KEYS, AuthorsFileError, convert_generator, model_config,
                                              read_architecture, read_checkpoint)
 from deeplandscape.config import Config, load_config, preset_names
 from deeplandscape.invert.encoder import Encoder, build_encoder, mean_w
 from deeplandscape.invert.lighting import build_lighting, find_keyframes
 from deeplandscape.nets.generator import Generator, level_of
-from deeplandscape.runs import encoder_dir, lighting_dir
+from deeplandscape.runs import encoder_dir, lighting_dir, superres_dir
+from deeplandscape.superres.nets import RRDBNet
 from deeplandscape.train.checkpoint import list_checkpoints, save_checkpoint
 from deeplandscape.train.schedule import num_phases, phase_at
 
@@ -47,6 +50,7 @@ class ImportReport:
     dropped: int  # their tensors left out on purpose (blur kernels, levels above R)
     encoder: str | None  # their encoder file, when one was imported
     lighting: str | None  # their lighting network A, when one was imported
+    superres: str | None  # their super-resolution file, when its RRDB was imported
     seconds: float
 
 
@@ -97,15 +101,36 @@ def find_lighting(source: str, resolution: int) -> str | None:
     return str(path) if Path(source).is_dir() and path.is_file() else None
 
 
+def find_superres(source: str) -> str | None:
+    """Their SR file where their repository keeps it (superres/weights/G.pth), if there."""
+    path = Path(source) / "superres" / "weights" / "G.pth"
+    return str(path) if Path(source).is_dir() and path.is_file() else None
+
+
+def load_strictly(net: torch.nn.Module, tensors: dict[str, torch.Tensor], path: str) -> None:
+    """Every tensor of the net from `tensors` and nothing else, or the first key that is not so."""
+    target = net.state_dict()
+    for key, value in tensors.items():
+        if key not in target or target[key].shape != value.shape:
+            want = tuple(target[key].shape) if key in target else "no such tensor"
+            raise AuthorsFileError(f"{path}: {key!r} {tuple(value.shape)} does not fit ours ({want})")
+    missing = [k for k in target if k not in tensors]
+    if missing:
+        raise AuthorsFileError(f"{path}: missing key {missing[0]!r}")
+    net.load_state_dict(tensors)
+
+
 def import_authors(source: str, resolution: int, run_dir: str, config: str | None = None,
                    overrides: dict[str, str] | None = None, encoder: str | None = None,
-                   lighting: str | None = None, log: Callable[[str], None] = print) -> ImportReport:
+                   lighting: str | None = None, superres: str | None = None,
+                   log: Callable[[str], None] = print) -> ImportReport:
     """Write `run_dir` from their generator, and their encoder and lighting network (`encoder`,
     `lighting`, or found in their folder)."""
     start = time.perf_counter()
     path = find_generator(source, resolution)
     encoder = encoder or find_encoder(source, resolution)
     lighting = lighting or find_lighting(source, resolution)
+    superres = superres or find_superres(source)
     if list_checkpoints(run_dir):
         raise ValueError(f"{run_dir} already holds checkpoints; import into a new run directory")
     ckpt = read_checkpoint(path)
@@ -129,6 +154,12 @@ def import_authors(source: str, resolution: int, run_dir: str, config: str | Non
         cfg = replace(cfg, invert=replace(cfg.invert, lighting_arch="authors", lighting_blocks=blocks))
         A = build_lighting(cfg)
         A.load_state_dict(tensors)
+    sr = None
+    if superres is not None:
+        tensors, (nf, nb, gc), left_out = read_superres(superres)
+        cfg = replace(cfg, superres=replace(cfg.superres, nf=nf, nb=nb, gc=gc))
+        sr = RRDBNet(nf, nb, gc)
+        load_strictly(sr, tensors, superres)
     images = final_images(cfg)
     iteration = ckpt.get("iteration") if isinstance(ckpt.get("iteration"), int) else 0
     storage.write_text(storage.join(run_dir, "config.json"), json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
@@ -143,12 +174,15 @@ def import_authors(source: str, resolution: int, run_dir: str, config: str | Non
         G.load_state_dict(G_ema)
         keyframes = find_keyframes(G.eval(), resolution, 1.0, candidates=32, scenes=4, seed=cfg.train.seed)
         storage.write_text(storage.join(lighting_dir(run_dir), "keyframes.json"), json.dumps(keyframes, indent=2))
-    report = ImportReport(path, run_dir, resolution, names, len(G_ema), len(dropped), encoder, lighting,
+    if sr is not None:
+        save_checkpoint(superres_dir(run_dir), cfg, 0, 0, {"G_sr": sr.state_dict(), IMPORTED_KEY: superres})
+    report = ImportReport(path, run_dir, resolution, names, len(G_ema), len(dropped), encoder, lighting, superres,
                           time.perf_counter() - start)
     log(f"imported {' and '.join(names)} of {path} ({arch.max_resolution} px file, {len(G_ema)} tensors each, "
         f"{len(dropped)} left out: blur kernels and levels above {resolution} px)"
         + (f", the encoder {encoder} ({cfg.invert.encoder_backbone})" if encoder else "")
         + (f", the lighting network {lighting} ({cfg.invert.lighting_blocks} blocks)" if lighting else "")
+        + (f", the super-resolution RRDB of {superres} ({cfg.superres.nb} blocks)" if superres else "")
         + f" into {run_dir} in {report.seconds:.1f} s")
     return report
 

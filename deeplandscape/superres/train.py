@@ -119,6 +119,8 @@ class SRTrainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.G_sr.load_state_dict(state["G_sr"])
+        if "opt_G" not in state:  # an imported network (import-authors --superres): trains on from step 0
+            return
         self.opt_G.load_state_dict(state["opt_G"])
         if self.D_sr is not None and "D_sr" in state:
             self.D_sr.load_state_dict(state["D_sr"])

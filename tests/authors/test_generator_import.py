@@ -14,6 +14,8 @@ from deeplandscape.authors.importer import import_authors
 from deeplandscape.config import load_config
 from deeplandscape.nets.generator import Generator
 from deeplandscape.runs import load_model
+from deeplandscape.superres.nets import RRDBNet
+from deeplandscape.superres.resolver import SuperResolver
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint
 from deeplandscape.train.loop import Trainer
 from deeplandscape.invert.encoder import load_encoder
@@ -145,10 +147,17 @@ def test_their_encoder_predicts_in_our_run_what_it_predicts_in_theirs(tmp_path):
     torch.save(theirs, tmp_path / "best_model.pth")
     torch.save(their_A, tmp_path / "mlp.pth")
     forget_their_code(tmp_path / "src")
+    rrdb = RRDBNet(nf=8, nb=2, gc=4).state_dict()  # their G.pth: ESRGAN's RRDBNet as net.*, their fusion beside it
+    torch.save({**{f"module.net.{k}": v.normal_() for k, v in rrdb.items()},
+                "module.conv_ref.weight": torch.randn(64, 3, 3, 3), "module.enhancement1.weight": torch.randn(64, 256, 3, 3),
+                "module.binary_mask.encoder.conv1.weight": torch.randn(64, 3, 3, 3)}, tmp_path / "G.pth")
     report = import_authors(str(tmp_path / "475000.model"), 32, str(tmp_path / "run"), config="tiny",
                             encoder=str(tmp_path / "best_model.pth"), lighting=str(tmp_path / "mlp.pth"),
-                            log=lambda line: None)
+                            superres=str(tmp_path / "G.pth"), log=lambda line: None)
     assert (report.encoder, report.lighting) == (str(tmp_path / "best_model.pth"), str(tmp_path / "mlp.pth"))
+    sr = SuperResolver.load(str(tmp_path / "run"))
+    assert (sr.net.nf, sr.net.nb, sr.net.gc) == (8, 2, 4)
+    assert all(torch.equal(sr.net.state_dict()[k], v) for k, v in rrdb.items())
     E = load_encoder(str(tmp_path / "run"))
     assert E.head == "authors" and E.w_avg.abs().sum() > 0  # the mean w, for MO / I2S starts
     x = torch.rand(2, 3, 32, 32) * 2 - 1
