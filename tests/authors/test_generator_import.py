@@ -11,6 +11,7 @@ import torch
 
 from deeplandscape.authors.generator import AuthorsFileError, convert_generator, model_config, read_architecture
 from deeplandscape.authors.importer import import_authors
+from deeplandscape.cli import main as cli_main
 from deeplandscape.config import load_config
 from deeplandscape.nets.generator import Generator
 from deeplandscape.runs import load_model
@@ -87,7 +88,7 @@ def _cli(cwd, *args: str) -> subprocess.CompletedProcess:
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
 
 
-def test_bad_files_get_one_line_each(tmp_path):
+def test_bad_files_get_one_line_each(tmp_path, monkeypatch, capsys):
     (tmp_path / "notes.model").write_text("not a checkpoint\n")
     (tmp_path / "hello.model").write_text("hello")
     torch.save(their_checkpoint(resolution=64), tmp_path / "small.model")
@@ -107,11 +108,17 @@ def test_bad_files_get_one_line_each(tmp_path):
         "small.model": "--resolution 128 is above the 64 px this checkpoint was trained to",
         "module.model": "holds pickled code, not state dicts",
     }
+    # As typed in a shell once (a fresh process, a relative path), then each case in this process.
+    done = _cli(tmp_path, "notes.model", "--resolution", "128", "--run-dir", "runs/notes")
+    assert done.returncode == 2 and done.stdout.strip().splitlines() == [
+        f"deeplandscape import-authors: error: {tmp_path / 'notes.model'}: not a readable PyTorch checkpoint "
+        f"(truncated, or not a torch.save file)"]
+    monkeypatch.chdir(tmp_path)
     for name, message in cases.items():
-        done = _cli(tmp_path, name, "--resolution", "128", "--run-dir", f"runs/{name}")
-        lines = done.stdout.strip().splitlines()
-        assert done.returncode == 2 and len(lines) == 1, done.stdout
-        assert lines[0].startswith(f"deeplandscape import-authors: error: {tmp_path / name}: ") and message in lines[0]
+        assert cli_main(["import-authors", name, "--resolution", "128", "--run-dir", f"runs/{name}"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"deeplandscape import-authors: error: {tmp_path / name}: ")
+        assert message in lines[0], lines[0]
         assert not (tmp_path / "runs" / name).exists()
 
 
