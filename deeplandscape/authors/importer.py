@@ -1,12 +1,16 @@
-"""`deeplandscape import-authors SOURCE --resolution R --run-dir RUN`: the authors' generator as a run.
+"""`deeplandscape import-authors SOURCE --resolution R --run-dir RUN`: the authors' models as a run.
 
-SOURCE is their downloaded `results/` folder (the generator is `checkpoints/<R>/NNNNNN.model`,
-the newest one there; the encoder `encoders/<R>_resnet/models/best_model.pth` and the lighting
-network `encoders/<R>_mlp/models/best_model.pth`; their super-resolution file is found in
-`superres/weights/G.pth`) or one `.model` file (`--encoder`, `--lighting`, `--superres` name the
-others then). The run directory gets a resolved config (the
-paper preset for R with the model fields the file dictates) and one checkpoint holding G and
-G_ema only, whose progress puts `load_model` at R px with alpha 1. `sample`, `animate`,
+SOURCE is their downloaded `results/` folder or one `.model` file. In the folder:
+
+    checkpoints/<R>/NNNNNN.model            the generator (the newest one there)
+    encoders/<R>_resnet/models/best_model.pth    the encoder E     (else --encoder FILE)
+    encoders/<R>_mlp/models/best_model.pth       the lighting net A (else --lighting FILE)
+    superres/weights/G.pth                  super-resolution, as their repository keeps it (else --superres)
+
+The run directory gets a resolved config (the paper preset for R, with what the files
+dictate) and one checkpoint holding G and G_ema only, whose progress puts `load_model` at R px
+with alpha 1; E, A and the SR network go where `train-encoder`, `train-lighting` and
+`train-superres` put theirs (runs.py). `sample`, `animate`,
 `animate-bucket`, `evaluate`, `train-encoder`, `train-lighting` and `train-superres` take it as
 they take a trained run; `train` cannot resume it (no discriminators: theirs differ from ours).
 """
@@ -24,10 +28,10 @@ import torch
 
 from deeplandscape import storage
 from deeplandscape.authors.encoder import read_encoder
-from deeplandscape.authors.lighting import read_lighting
-from deeplandscape.authors.superres import read_superres
 from deeplandscape.authors.generator import (G_KEYS, AuthorsFileError, convert_generator, model_config,
                                              read_architecture, read_checkpoint)
+from deeplandscape.authors.lighting import read_lighting
+from deeplandscape.authors.superres import read_superres
 from deeplandscape.config import Config, load_config, preset_names
 from deeplandscape.invert.encoder import Encoder, build_encoder, mean_w
 from deeplandscape.invert.lighting import build_lighting, find_keyframes
@@ -124,8 +128,8 @@ def import_authors(source: str, resolution: int, run_dir: str, config: str | Non
                    overrides: dict[str, str] | None = None, encoder: str | None = None,
                    lighting: str | None = None, superres: str | None = None,
                    log: Callable[[str], None] = print) -> ImportReport:
-    """Write `run_dir` from their generator, and their encoder and lighting network (`encoder`,
-    `lighting`, or found in their folder)."""
+    """Write `run_dir` from their generator, and their encoder, lighting network and SR network
+    (the files named, or found in their folder: module docstring)."""
     start = time.perf_counter()
     path = find_generator(source, resolution)
     encoder = encoder or find_encoder(source, resolution)
@@ -153,8 +157,8 @@ def import_authors(source: str, resolution: int, run_dir: str, config: str | Non
         tensors, blocks = read_lighting(lighting, cfg.model.w_dim, cfg.model.z_dyn_dim)
         cfg = replace(cfg, invert=replace(cfg.invert, lighting_arch="authors", lighting_blocks=blocks))
         A = build_lighting(cfg)
-        A.load_state_dict(tensors)
-    sr = None
+        load_strictly(A, tensors, lighting)
+    sr, left_out = None, 0
     if superres is not None:
         tensors, (nf, nb, gc), left_out = read_superres(superres)
         cfg = replace(cfg, superres=replace(cfg.superres, nf=nf, nb=nb, gc=gc))
@@ -170,6 +174,7 @@ def import_authors(source: str, resolution: int, run_dir: str, config: str | Non
     if A is not None:
         save_checkpoint(lighting_dir(run_dir), cfg, 0, 0, {"A": A.state_dict(), IMPORTED_KEY: lighting})
         # Keyframes (day, sunset, night, morning) measured on their generator, as train-lighting does.
+        log(f"measuring lighting keyframes on the generator (32 z_dyn x 4 scenes at {resolution} px)")
         G = Generator(cfg.model)
         G.load_state_dict(G_ema)
         keyframes = find_keyframes(G.eval(), resolution, 1.0, candidates=32, scenes=4, seed=cfg.train.seed)
@@ -182,7 +187,8 @@ def import_authors(source: str, resolution: int, run_dir: str, config: str | Non
         f"{len(dropped)} left out: blur kernels and levels above {resolution} px)"
         + (f", the encoder {encoder} ({cfg.invert.encoder_backbone})" if encoder else "")
         + (f", the lighting network {lighting} ({cfg.invert.lighting_blocks} blocks)" if lighting else "")
-        + (f", the super-resolution RRDB of {superres} ({cfg.superres.nb} blocks)" if superres else "")
+        + (f", the super-resolution RRDB of {superres} ({cfg.superres.nb} blocks; {left_out} tensors of their "
+           f"fusion left out)" if superres else "")
         + f" into {run_dir} in {report.seconds:.1f} s")
     return report
 

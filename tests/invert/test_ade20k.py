@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from deeplandscape.evaluate import weights
+from deeplandscape.evaluate.generation import MaskSpec, StaticMasks
 from deeplandscape.evaluate.weights import MissingWeightsError
 from deeplandscape.invert import ade20k
 from deeplandscape.invert.masks import Segmenter, default_segmentation
@@ -66,3 +67,13 @@ def test_another_network_in_their_file_names_is_refused(cache):
     torch.save(state, path)
     with pytest.raises(ValueError, match=r"decoder_epoch_20.pth: 'conv_last.4.weight' has shape \(10, 512, 1, 1\)"):
         ade20k.load_ade20k()
+
+
+def test_generation_protocol_masks_with_ade20k(cache):
+    """`evaluate generation --masks segmentation:ade20k`: sky and water are left out of the pairs."""
+    pairs = np.random.default_rng(1).integers(0, 255, (1, 2, 32, 32, 3), dtype=np.uint8)
+    for winner, compared in ((SKY, False), (TREE, True)):
+        write_their_files(cache, winner)
+        keep = StaticMasks(MaskSpec.parse("segmentation:ade20k"), None, torch.device("cpu"))(pairs)
+        assert keep.shape == (1, 32, 32) and keep.dtype == bool and bool(keep.all()) == compared
+        assert bool(keep.any()) == compared
