@@ -23,15 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from deeplandscape.authors.importer import import_authors
 from deeplandscape.invert.ade20k import ADE20KSegmenter
 from tests.authors.authors_files import PAPER_CHANNELS, their_checkpoint
-
-
-def matmul_rate(n: int = 1024, repeat: int = 20) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeat):
-        a @ b
-    return 2 * n**3 * repeat / (time.perf_counter() - start)
+from machine import matmul_rate  # bench/machine.py
 
 
 def spread(times: list[float]) -> str:

@@ -21,16 +21,7 @@ from deeplandscape.config import load_config, parse_set
 from deeplandscape.invert.encoder import build_encoder, mean_w
 from deeplandscape.invert.inversion import Inverter, per_photo_l1, run_generator, synthesis_names
 from deeplandscape.nets.generator import Generator
-
-
-def matmul_rate(n: int = 1024, repeat: int = 20) -> float:
-    """Measured float32 matmul FLOP/s on this device."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeat):
-        a @ b
-    return 2 * n**3 * repeat / (time.perf_counter() - start)
+from machine import matmul_rate  # bench/machine.py
 
 
 def timed_invert(inverter: Inverter, photos: torch.Tensor, batch: int) -> float:

@@ -23,17 +23,7 @@ from deeplandscape.config import SuperResConfig, load_config
 from deeplandscape.superres.blend import guided_blend, guided_filter_params
 from deeplandscape.superres.nets import SCALE, RRDBNet
 from deeplandscape.superres.resolver import SuperResolver
-
-
-def matmul_rate(device: torch.device, n: int = 1024, repeat: int = 20) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    a @ b
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeat):
-        a @ b
-    sync(device)
-    return 2 * n**3 * repeat / (time.perf_counter() - start)
+from machine import matmul_rate  # bench/machine.py
 
 
 def sync(device: torch.device) -> None:
