@@ -20,7 +20,7 @@ from deeplandscape.animate.homography import CLOCK_DIRECTIONS
 
 
 # Values of a path argument that name something built in rather than a file (--segmentation ade20k).
-BUILT_IN_NAMES = frozenset({"ade20k"})
+BUILT_IN_NAMES = frozenset({"ade20k", "none"})
 
 
 def path_args(p: argparse.ArgumentParser, inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = ()) -> None:

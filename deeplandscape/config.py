@@ -147,7 +147,9 @@ class InvertConfig:
     finetune_perceptual: float = 10.0  # paper: "10x larger weight" than the per-pixel term
     perceptual_net: str = "vgg"  # LPIPS backbone: "vgg" | "alex" (weights from the cache)
     # Segmentation S: a TorchScript model (optional) and the class ids that are dynamic.
-    segmentation_model: str = ""  # path of a TorchScript model: [1, 3, H, W] -> logits [1, C, H, W]
+    # Masks for photos without X.mask.png: "ade20k" (the authors' network, weight cache), "none",
+    # a TorchScript file ([1, 3, H, W] -> logits [1, C, H, W]); "" = ade20k if its files are cached
+    segmentation_model: str = ""
     dynamic_classes: str = "2,21,26,60,113,128"  # ADE20K (0-based): sky, water, sea, river, waterfall, lake
     sky_classes: str = "2"  # ADE20K sky: the horizon is the lowest sky pixel + margin
     horizon_margin: float = 0.04  # 10 px at 256 px (REFERENCE.md)

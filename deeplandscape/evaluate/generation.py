@@ -40,7 +40,7 @@ from PIL import Image
 
 from deeplandscape import storage
 from deeplandscape.config import InvertConfig
-from deeplandscape.invert.masks import ADE20K, Segmenter
+from deeplandscape.invert.masks import ADE20K, Segmenter, resolve_segmentation
 from deeplandscape.raykit import actor_device, ensure_ray
 from deeplandscape.render import to_uint8
 from deeplandscape.runs import LoadedModel, load_model
@@ -275,8 +275,8 @@ def evaluate_generation(run_dir: str, real_images: str, out_dir: str, s: Generat
     run_dir = run_dir if storage.is_remote(run_dir) else storage.resolve(run_dir)[1]  # actors may run elsewhere
     model = load_model(run_dir)  # on the driver too: resolution, and the example pairs of the report
     _check(model, s)
-    if s.masks.kind == "segmentation":  # an absolute path for the actors
-        s = dataclasses.replace(s, masks=MaskSpec("segmentation", os.path.abspath(s.masks.path)))
+    if s.masks.kind == "segmentation":  # an absolute path (or the driver's weight cache) for the actors
+        s = dataclasses.replace(s, masks=MaskSpec("segmentation", resolve_segmentation(s.masks.path)))
     for name in ("inception", LPIPS_BACKBONES[s.lpips_net]):
         weights.weight_path(name)  # a missing file fails now, before any work, naming the fetch command
     prior, mask_info = (prior_static_mask(real_images, model.resolution) if s.masks.kind == "prior" else (None, {}))

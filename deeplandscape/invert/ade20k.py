@@ -23,6 +23,8 @@ the dynamic ones.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -144,11 +146,18 @@ def available() -> bool:
     return all((weights.cache_dir() / weights.REGISTRY[name].filename).is_file() for name in FILES)
 
 
-def load_ade20k(device: torch.device | str = "cpu") -> ADE20KSegmenter:
-    """The network with the released weights from the cache; `MissingWeightsError` names the
-    missing file and `deeplandscape weights fetch ade20k` (never random weights)."""
+def check_files() -> None:
+    """`MissingWeightsError` naming the first missing file and `deeplandscape weights fetch ade20k`."""
+    for name in FILES:
+        weights.weight_path(name)
+
+
+def load_ade20k(device: torch.device | str = "cpu", folder: str | None = None) -> ADE20KSegmenter:
+    """The network with the released weights from the cache (or `folder`, the cache a driver
+    named); `MissingWeightsError` names the missing file and `deeplandscape weights fetch
+    ade20k` (never random weights)."""
     net = ADE20KSegmenter()
     for part, name in ((net.encoder, FILES[0]), (net.decoder, FILES[1])):
-        path = weights.weight_path(name)
+        path = Path(folder) / weights.REGISTRY[name].filename if folder else weights.weight_path(name)
         load_part(part, weights.load_state_dict(name, path), str(path))
     return net.to(device).eval().requires_grad_(False)

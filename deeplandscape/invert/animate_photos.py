@@ -37,7 +37,8 @@ from deeplandscape.evaluate.image_metrics import LPIPSLoss
 from deeplandscape.invert.encoder import load_encoder, mean_w
 from deeplandscape.invert.inversion import METHODS, Inversion, Inverter, resolve_method, run_generator
 from deeplandscape.invert.lighting import lighting_path, load_keyframes, load_lighting
-from deeplandscape.invert.masks import ADE20K, Segmenter, default_segmentation, horizon_from_sky, sky_from_dynamic
+from deeplandscape.invert.masks import (NO_SEGMENTATION, Segmenter, horizon_from_sky, resolve_segmentation,
+                                       sky_from_dynamic)
 from deeplandscape.invert.photos import Framing, PhotoError, decode_photo, frame, load_mask_next_to, to_model_input
 from deeplandscape.nets.generator import level_of
 from deeplandscape.render import Animation, VideoOutputs, to_uint8, upscale
@@ -75,8 +76,7 @@ def inversion_config(cfg: Config, preset: str | None = None, overrides: dict | N
     apply_overrides(cfg, overrides or {})
     validate_invert(cfg.invert)
     # A relative path typed by the user means their folder, not a Ray worker's.
-    if cfg.invert.segmentation_model not in ("", ADE20K):
-        cfg.invert.segmentation_model = storage.absolute(cfg.invert.segmentation_model)
+    cfg.invert.segmentation_model = resolve_segmentation(cfg.invert.segmentation_model)
     return cfg.invert
 
 
@@ -101,9 +101,9 @@ class PhotoAnimator:
         uses_encoder = METHODS[resolve_method(method, True)].init_w == "encoder"
         encoder = load_encoder(run_dir, self.device) if uses_encoder else None
         perceptual = LPIPSLoss(self.cfg.perceptual_net, self.device) if needs_perceptual(self.cfg, method) else None
-        segmentation = default_segmentation(self.cfg.segmentation_model)  # ADE20K when its files are cached
+        segmentation = resolve_segmentation(self.cfg.segmentation_model)  # ADE20K when its files are cached
         self.segmenter = (Segmenter(segmentation, self.cfg.dynamic_classes, self.cfg.sky_classes, self.device)
-                          if segmentation else None)
+                          if segmentation != NO_SEGMENTATION else None)
         self.lighting, self.A, self.keyframes = lighting, None, {}
         if lighting != "none":
 

@@ -67,8 +67,8 @@ def add_animation_args(p: argparse.ArgumentParser, speed_type) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an invert.* field, e.g. --set invert.opt_steps=200")
     p.add_argument("--segmentation", help="sky/water masks for photos without X.mask.png: 'ade20k' (the authors' "
-                                          "network; the default once `deeplandscape weights fetch ade20k` ran) or a "
-                                          "TorchScript file every worker can read (ADE20K class ids)")
+                                          "network; the default once `deeplandscape weights fetch ade20k` ran), "
+                                          "'none', or a TorchScript file every worker can read (ADE20K class ids)")
     p.add_argument("--fit", choices=["crop", "pad"], help="non-square photos: centre crop (default) or pad and "
                                                          "crop the video back to the photo's shape")
     p.add_argument("--directions", type=directions_arg, default=5,

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deeplandscape import storage
 from deeplandscape.config import class_ids
+from deeplandscape.evaluate import weights
 from deeplandscape.invert import ade20k
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -28,12 +30,23 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 ADE20K = "ade20k"  # invert.segmentation_model naming the built-in CSAIL network (invert/ade20k.py)
+NO_SEGMENTATION = "none"
 
 
-def default_segmentation(configured: str) -> str:
-    """`invert.segmentation_model` as set, or "ade20k" when it is unset and the ADE20K weight
-    files are in the cache (photos without X.mask.png then get automatic masks)."""
-    return configured or (ADE20K if ade20k.available() else "")
+def resolve_segmentation(configured: str) -> str:
+    """`invert.segmentation_model` made ready for any process, on the driver: a TorchScript
+    path made absolute; "ade20k" (or unset while the ADE20K files are in the weight cache:
+    photos without X.mask.png then get automatic masks) as "ade20k:CACHE_DIR", naming this
+    process's cache, which Ray workers with another environment or folder would not find.
+    Unset without the files, or "none": "none" (no segmentation; final, a worker that has the
+    files does not decide otherwise). A named ADE20K whose files are missing fails here."""
+    if configured.startswith(ADE20K + ":") or configured == NO_SEGMENTATION:
+        return configured
+    if configured == ADE20K or (not configured and ade20k.available()):
+        if configured:
+            ade20k.check_files()  # MissingWeightsError naming the file and the fetch command
+        return f"{ADE20K}:{weights.cache_dir()}"
+    return storage.absolute(configured) if configured else NO_SEGMENTATION
 
 
 class Segmenter:
@@ -42,8 +55,8 @@ class Segmenter:
 
     def __init__(self, path: str, dynamic_classes: str, sky_classes: str, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        if path == ADE20K:
-            self.model = ade20k.load_ade20k(self.device)
+        if path == ADE20K or path.startswith(ADE20K + ":"):  # "ade20k:DIR": the cache the driver named
+            self.model = ade20k.load_ade20k(self.device, path.partition(":")[2] or None)
         elif not Path(path).is_file():
             raise FileNotFoundError(f"segmentation model {path} does not exist (invert.segmentation_model); "
                                     "give a TorchScript file or 'ade20k', or put X.mask.png masks next to the photos")

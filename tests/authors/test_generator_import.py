@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -13,18 +14,19 @@ from deeplandscape.authors.generator import AuthorsFileError, convert_generator,
 from deeplandscape.authors.importer import import_authors
 from deeplandscape.cli import main as cli_main
 from deeplandscape.config import load_config
+from deeplandscape.invert.encoder import load_encoder
+from deeplandscape.invert.lighting import load_lighting
 from deeplandscape.nets.generator import Generator
 from deeplandscape.runs import load_model
 from deeplandscape.superres.nets import RRDBNet
 from deeplandscape.superres.resolver import SuperResolver
 from deeplandscape.train.checkpoint import latest_checkpoint, load_checkpoint
 from deeplandscape.train.loop import Trainer
-from deeplandscape.invert.encoder import load_encoder
-from deeplandscape.invert.lighting import load_lighting
+from deeplandscape.video import probe_video
 from tests.authors.authors_files import (FIRST_FUSED, NARROW_CHANNELS, PAPER_CHANNELS, forget_their_code,
                                          their_checkpoint, their_encoder, their_forward, their_generator_state,
-                                         their_lighting,
-                                         their_level, their_mapping, their_to_rgb)
+                                         their_level, their_lighting, their_mapping, their_to_rgb)
+from tests.invert.test_ade20k import write_their_files
 
 
 def _noise(batch: int, levels: int, seed: int) -> list[torch.Tensor]:
@@ -184,3 +186,22 @@ def test_a_lighting_network_for_another_generator_is_named(tmp_path):
                                                r"z_dyn \(3\) \+ c \(1\) = 36"):
         import_authors(str(tmp_path / "475000.model"), 32, str(tmp_path / "run"), config="tiny",
                        lighting=str(tmp_path / "mlp.pth"), log=lambda line: None)
+
+
+def test_the_bucket_job_runs_on_an_imported_run_with_automatic_masks(tmp_path, synth_data, local_ray, monkeypatch):
+    """Their generator and encoder, ADE20K masks from the cache (stand-ins: sky everywhere)."""
+    torch.save(their_checkpoint(), tmp_path / "475000.model")
+    torch.save(their_encoder(tmp_path / "src", levels=4, w_size=32), tmp_path / "best_model.pth")
+    forget_their_code(tmp_path / "src")
+    import_authors(str(tmp_path / "475000.model"), 32, str(tmp_path / "run"), config="tiny",
+                   encoder=str(tmp_path / "best_model.pth"), log=lambda line: None)
+    write_their_files(tmp_path / "weights", winner=2)
+    monkeypatch.setenv("DEEPLANDSCAPE_WEIGHTS", str(tmp_path / "weights"))
+    (tmp_path / "in").mkdir()
+    shutil.copy(synth_data / "photos" / "00005.png", tmp_path / "in" / "lake.png")  # no mask file next to it
+    assert cli_main(["animate-bucket", str(tmp_path / "in"), str(tmp_path / "out"), "--run-dir", str(tmp_path / "run"),
+                     "--directions", "1", "--frames", "4", "--set", "invert.opt_steps=3",
+                     "--set", "invert.finetune_steps=3"]) == 0
+    done = json.loads((tmp_path / "out" / "lake" / "done.json").read_text())
+    assert probe_video(next((tmp_path / "out" / "lake").glob("*.mp4"))).num_frames == 4
+    assert done["method"] == "EOIFS", done  # S: a mask, and there is no mask file: ADE20K's, on the worker

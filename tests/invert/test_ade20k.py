@@ -11,7 +11,7 @@ from deeplandscape.evaluate import weights
 from deeplandscape.evaluate.generation import MaskSpec, StaticMasks
 from deeplandscape.evaluate.weights import MissingWeightsError
 from deeplandscape.invert import ade20k
-from deeplandscape.invert.masks import Segmenter, default_segmentation
+from deeplandscape.invert.masks import Segmenter, resolve_segmentation
 
 SKY, WATER, TREE = 2, 21, 4  # ADE20K, 0-based
 
@@ -51,12 +51,17 @@ def test_masks_of_the_photo_size_from_the_class_lists(cache):
 
 
 def test_missing_files_name_the_file_and_the_command(cache):
-    assert default_segmentation("") == ""  # no files: no automatic masks
-    with pytest.raises(MissingWeightsError, match=r"ade20k-resnet50dilated-ppm_deepsup-encoder_epoch_20.pth at .*"
-                                                   r"deeplandscape weights fetch ade20k"):
-        Segmenter("ade20k", "2,21", "2")
+    assert resolve_segmentation("") == "none"  # no files: no automatic masks
+    for fails in (lambda: Segmenter("ade20k", "2,21", "2"), lambda: resolve_segmentation("ade20k")):
+        with pytest.raises(MissingWeightsError, match=r"ade20k-resnet50dilated-ppm_deepsup-encoder_epoch_20.pth at "
+                                                       r".*deeplandscape weights fetch ade20k"):
+            fails()
     write_their_files(cache, SKY)
-    assert default_segmentation("") == "ade20k" and default_segmentation("my.pt") == "my.pt"
+    # With the files: ADE20K, naming this process's cache for the Ray workers.
+    assert resolve_segmentation("") == resolve_segmentation("ade20k") == f"ade20k:{cache}"
+    assert resolve_segmentation("none") == "none" and resolve_segmentation("my.pt").endswith("/my.pt")
+    dynamic, _ = Segmenter(f"ade20k:{cache}", "2", "2")(np.zeros((8, 8, 3), np.uint8))  # a worker elsewhere
+    assert dynamic.all()
 
 
 def test_another_network_in_their_file_names_is_refused(cache):

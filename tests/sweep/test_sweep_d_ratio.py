@@ -15,8 +15,8 @@ from deeplandscape.config import load_config
 from deeplandscape.train.checkpoint import latest_checkpoint
 from tests.sweep.conftest import load_script
 
-# 24 steps of 32 at 16 px, a report every 4. The run goes on for 20 steps after its first report:
-# time enough for a trial stopped there to be aborted mid-run (with 4 steps in all, the run could
+# 24 steps of 32 at 16 px, a report every 8. The run goes on for 16 steps after its first report:
+# time enough for a trial stopped there to be aborted mid-run (with 8 steps in all, the run could
 # end by itself before the abort reached it).
 TINY = ["--set", "train.start_resolution=16", "--set", "train.total_kimg=0.768",
         "--set", "train.sample_kimg=0", "--set", "train.checkpoint_kimg=1000", "--set", "scale.cpus_per_worker=2"]
@@ -63,7 +63,7 @@ def test_d_ratio_sweep_trains_each_trial_reports_the_objective_and_writes_its_re
         (real / photo.name).write_bytes(photo.read_bytes())
     argv = ["--config", "tiny", "--images", str(synth_data / "photos"), "--videos", str(synth_data / "videos"),
             "--real-images", str(real), "--storage", str(sweep_env / "store"), "--name", "dr", "--samples", "1",
-            "--max-concurrent", "1", "--eval-every", "4", "--fid-samples", "4", "--pairs", "2", "--out", str(out),
+            "--max-concurrent", "1", "--eval-every", "8", "--fid-samples", "4", "--pairs", "2", "--out", str(out),
             *TINY]
     schedule = asha_stopping_the_second_trial(script)
     assert script.main(argv, space=two_schedules, schedule=schedule) == 0
@@ -75,16 +75,16 @@ def test_d_ratio_sweep_trains_each_trial_reports_the_objective_and_writes_its_re
     for r in rows:  # objective = 1 x FID + 500 x static LPIPS, as tune/d_ratio.py defines it
         assert r["fid"] > 0 and 0 < r["static_lpips"] < 1 and 0 < r["static_ssim"] <= 1
         assert r["objective"] == pytest.approx(r["fid"] + 500 * r["static_lpips"])
-    # One trial at a time. The first ran to its end: 6 reports (every 4 steps), the last with its
+    # One trial at a time. The first ran to its end: 3 reports (every 8 steps), the last with its
     # final checkpoint (ASHA's max_t, reached at that report, lets a finished run end by itself).
     first, second = sorted(rows, key=lambda r: r["trial"])
-    assert (first["status"], first["reports"], first["kimg"]) == ("finished", 6, pytest.approx(0.768))
+    assert (first["status"], first["reports"], first["kimg"]) == ("finished", 3, pytest.approx(0.768))
     runs = sweep_env / "store" / "dr" / "runs"
     assert latest_checkpoint(str(runs / first["trial"])).images_seen == 768
     lines = [json.loads(x) for x in (runs / first["trial"] / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == [4, 8, 12, 16, 20, 24] and all("objective" in m for m in lines)
+    assert [m["step"] for m in lines] == [8, 16, 24] and all("objective" in m for m in lines)
     # The second was stopped at its first report, in the middle of its run: its run was aborted.
-    assert (second["status"], second["reports"], second["kimg"]) == ("stopped early", 1, pytest.approx(0.128))
+    assert (second["status"], second["reports"], second["kimg"]) == ("stopped early", 1, pytest.approx(0.256))
     assert latest_checkpoint(str(runs / second["trial"])) is None
 
     # Nothing is left holding the CPUs: the Train workers' placement groups went with their trials,
