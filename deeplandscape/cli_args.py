@@ -19,8 +19,8 @@ from deeplandscape import storage
 from deeplandscape.animate.homography import CLOCK_DIRECTIONS
 
 
-# Values of a path argument that name something built in rather than a file (--segmentation ade20k).
-BUILT_IN_NAMES = frozenset({"ade20k", "none"})
+# Values of a path argument that name something built in rather than a file, by flag.
+BUILT_IN_NAMES: dict[str, frozenset[str]] = {"--segmentation": frozenset({"ade20k", "none"})}
 
 
 def path_args(p: argparse.ArgumentParser, inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = ()) -> None:
@@ -42,12 +42,12 @@ def resolve_path_args(args: argparse.Namespace) -> None:
     for flag, must_exist in declared:
         value = getattr(args, _dest(flag), None)
         items = value if isinstance(value, list) else [value]
+        named = BUILT_IN_NAMES.get(flag, frozenset())
         for v in items:
-            if v in BUILT_IN_NAMES:
-                continue
-            if must_exist and isinstance(v, str) and v and not storage.is_remote(v) and not storage.exists(v):
+            if must_exist and isinstance(v, str) and v and v not in named and not storage.is_remote(v) \
+                    and not storage.exists(v):
                 raise FileNotFoundError(f"{flag} {v}: no such file or folder")
-        resolved = [storage.absolute(v) if isinstance(v, str) and v not in BUILT_IN_NAMES else v for v in items]
+        resolved = [storage.absolute(v) if isinstance(v, str) and v not in named else v for v in items]
         setattr(args, _dest(flag), resolved if isinstance(value, list) else resolved[0])
 
 
