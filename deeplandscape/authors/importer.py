@@ -33,7 +33,7 @@ from deeplandscape.authors.generator import (G_KEYS, AuthorsFileError, convert_g
 from deeplandscape.authors.lighting import read_lighting
 from deeplandscape.authors.superres import read_superres
 from deeplandscape.config import Config, load_config, preset_names
-from deeplandscape.invert.encoder import Encoder, build_encoder, mean_w
+from deeplandscape.invert.encoder import build_encoder, mean_w
 from deeplandscape.invert.lighting import build_lighting, find_keyframes
 from deeplandscape.nets.generator import Generator, level_of
 from deeplandscape.runs import encoder_dir, lighting_dir, superres_dir
@@ -93,35 +93,40 @@ def final_images(cfg: Config) -> int:
     return images
 
 
-def find_encoder(source: str, resolution: int) -> str | None:
-    """Their encoder for `resolution` in their results/ folder, if there: encoders/<R>_resnet/models/best_model.pth."""
-    path = Path(source) / "encoders" / f"{resolution}_resnet" / "models" / "best_model.pth"
+def _in_folder(source: str, *parts: str) -> str | None:
+    """SOURCE/parts... when SOURCE is a folder holding that file (their layout), else None."""
+    path = Path(source).joinpath(*parts)
     return str(path) if Path(source).is_dir() and path.is_file() else None
+
+
+def find_encoder(source: str, resolution: int) -> str | None:
+    """Their encoder for `resolution` in their results/ folder, if there."""
+    return _in_folder(source, "encoders", f"{resolution}_resnet", "models", "best_model.pth")
 
 
 def find_lighting(source: str, resolution: int) -> str | None:
-    """Their A for `resolution` in their results/ folder, if there: encoders/<R>_mlp/models/best_model.pth."""
-    path = Path(source) / "encoders" / f"{resolution}_mlp" / "models" / "best_model.pth"
-    return str(path) if Path(source).is_dir() and path.is_file() else None
+    """Their A for `resolution` in their results/ folder, if there."""
+    return _in_folder(source, "encoders", f"{resolution}_mlp", "models", "best_model.pth")
 
 
 def find_superres(source: str) -> str | None:
-    """Their SR file where their repository keeps it (superres/weights/G.pth), if there."""
-    path = Path(source) / "superres" / "weights" / "G.pth"
-    return str(path) if Path(source).is_dir() and path.is_file() else None
+    """Their SR file where their repository keeps it, if there."""
+    return _in_folder(source, "superres", "weights", "G.pth")
 
 
-def load_strictly(net: torch.nn.Module, tensors: dict[str, torch.Tensor], path: str) -> None:
-    """Every tensor of the net from `tensors` and nothing else, or the first key that is not so."""
+def load_strictly(net: torch.nn.Module, tensors: dict[str, torch.Tensor], path: str,
+                  own: frozenset[str] = frozenset()) -> None:
+    """Every tensor of the net from `tensors` (except the net's `own`, kept as they are) and
+    nothing else, or the first key that is not so."""
     target = net.state_dict()
     for key, value in tensors.items():
         if key not in target or target[key].shape != value.shape:
             want = tuple(target[key].shape) if key in target else "no such tensor"
             raise AuthorsFileError(f"{path}: {key!r} {tuple(value.shape)} does not fit ours ({want})")
-    missing = [k for k in target if k not in tensors]
+    missing = [k for k in target if k not in tensors and k not in own]
     if missing:
         raise AuthorsFileError(f"{path}: missing key {missing[0]!r}")
-    net.load_state_dict(tensors)
+    net.load_state_dict({**target, **tensors})
 
 
 def import_authors(source: str, resolution: int, run_dir: str, config: str | None = None,
@@ -146,12 +151,18 @@ def import_authors(source: str, resolution: int, run_dir: str, config: str | Non
     for name in names:
         converted[name], dropped = convert_generator(ckpt[name], cfg.model, path)
     G_ema = converted[names[0]]
+    G = None
+    if encoder is not None or lighting is not None:  # their EMA generator: E's mean w, A's keyframes
+        G = Generator(cfg.model).eval()
+        G.load_state_dict(G_ema)
     E = None
     if encoder is not None:
         tensors, backbone, hidden = read_encoder(encoder, cfg.model.w_dim, level_of(resolution) + 1)
         cfg = replace(cfg, invert=replace(cfg.invert, encoder_backbone=backbone, encoder_hidden=hidden,
                                           encoder_head="authors", encoder_pretrained=False))
-        E = load_encoder_tensors(cfg, tensors, encoder, G_ema)
+        E = build_encoder(cfg, pretrained=False)
+        load_strictly(E, tensors, encoder, own=ENCODER_OWN)
+        E.w_avg.copy_(mean_w(G, seed=cfg.train.seed))  # unused by their head; MO / I2S start from it
     A = None
     if lighting is not None:
         tensors, blocks = read_lighting(lighting, cfg.model.w_dim, cfg.model.z_dyn_dim)
@@ -175,9 +186,7 @@ def import_authors(source: str, resolution: int, run_dir: str, config: str | Non
         save_checkpoint(lighting_dir(run_dir), cfg, 0, 0, {"A": A.state_dict(), IMPORTED_KEY: lighting})
         # Keyframes (day, sunset, night, morning) measured on their generator, as train-lighting does.
         log(f"measuring lighting keyframes on the generator (32 z_dyn x 4 scenes at {resolution} px)")
-        G = Generator(cfg.model)
-        G.load_state_dict(G_ema)
-        keyframes = find_keyframes(G.eval(), resolution, 1.0, candidates=32, scenes=4, seed=cfg.train.seed)
+        keyframes = find_keyframes(G, resolution, 1.0, candidates=32, scenes=4, seed=cfg.train.seed)
         storage.write_text(storage.join(lighting_dir(run_dir), "keyframes.json"), json.dumps(keyframes, indent=2))
     if sr is not None:
         save_checkpoint(superres_dir(run_dir), cfg, 0, 0, {"G_sr": sr.state_dict(), IMPORTED_KEY: superres})
@@ -193,24 +202,8 @@ def import_authors(source: str, resolution: int, run_dir: str, config: str | Non
     return report
 
 
-def load_encoder_tensors(cfg: Config, tensors: dict[str, torch.Tensor], path: str,
-                         G_state: dict[str, torch.Tensor]) -> Encoder:
-    """Our Encoder holding their tensors; its `w_avg` (unused by their head) is the generator's mean w."""
-    E = build_encoder(cfg, pretrained=False)
-    target = E.state_dict()
-    own = {"w_avg", "mean", "std"}  # ours alone: the mean w, ImageNet's statistics
-    for key, value in tensors.items():
-        if key not in target or target[key].shape != value.shape:
-            want = tuple(target[key].shape) if key in target else "no such tensor"
-            raise AuthorsFileError(f"{path}: {key!r} {tuple(value.shape)} does not fit our encoder ({want})")
-    missing = [k for k in target if k not in tensors and k not in own]
-    if missing:
-        raise AuthorsFileError(f"{path}: nothing in the file for the encoder's {missing[0]!r}")
-    E.load_state_dict({**target, **tensors})
-    G = Generator(cfg.model)
-    G.load_state_dict(G_state)
-    E.w_avg.copy_(mean_w(G, seed=cfg.train.seed))
-    return E
+# Our encoder's tensors that are not in theirs: the mean w, ImageNet's statistics.
+ENCODER_OWN = frozenset({"w_avg", "mean", "std"})
 
 
 __all__ = ["AuthorsFileError", "ImportReport", "find_generator", "import_authors"]
