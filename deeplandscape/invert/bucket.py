@@ -52,6 +52,8 @@ from deeplandscape.config import Config, InvertConfig
 from deeplandscape.data.synth import is_mask_file
 from deeplandscape.evaluate.image_metrics import lpips_model
 from deeplandscape.invert.animate_photos import Photo, PhotoAnimator, list_photos, pick_directions
+from deeplandscape.invert.encoder import encoder_checkpoint
+from deeplandscape.invert.inversion import METHODS, resolve_method
 from deeplandscape.invert.lighting import lighting_path, load_keyframes
 from deeplandscape.invert.masks import horizon_from_sky, sky_from_dynamic
 from deeplandscape.storage import Retry, scrub
@@ -393,6 +395,17 @@ def check_lighting(run_dir: str, lighting: str, keyframes: str | None) -> None:
     lighting_path(lighting, frames, z_dyn, 0, 0, "cpu")  # unknown names fail here
 
 
+def check_models(job: BucketJob, icfg: InvertConfig) -> None:
+    """Every network the actors will load is in the run: a missing one fails here, on the
+    driver, in one line, not in every actor as a Ray traceback."""
+    if METHODS[resolve_method(icfg.method, True)].init_w == "encoder":
+        encoder_checkpoint(job.run_dir)
+    if job.lighting != "none":
+        check_lighting(job.run_dir, job.lighting, job.keyframes)
+    if job.superres:
+        output_side(job.run_dir, 1)
+
+
 def animate_bucket(job: BucketJob, icfg: InvertConfig, log=print) -> dict:
     """Run the job; returns the summary (also written to OUT/_runs/<run id>/)."""
     for what, uri in (("input prefix", job.in_prefix), ("output prefix", job.out_prefix),
@@ -402,11 +415,7 @@ def animate_bucket(job: BucketJob, icfg: InvertConfig, log=print) -> dict:
     job = dataclasses.replace(job, in_prefix=local(job.in_prefix), out_prefix=local(job.out_prefix),
                               run_dir=local(job.run_dir), manifest=job.manifest and local(job.manifest),
                               keyframes=job.keyframes and local(job.keyframes))
-    if job.lighting != "none":  # fail now, not once per actor
-        check_lighting(job.run_dir, job.lighting, job.keyframes)
-    if job.superres:  # the same: a missing SR network fails here
-
-        output_side(job.run_dir, 1)
+    check_models(job, icfg)
     # Before Ray starts and anything is written: a job that cannot fit says so at once.
     require_resources(job.workers * job.cpus_per_worker + 1, job.workers if job.gpu else 0,
                       f"animate-bucket ({job.workers} actor(s) x {job.cpus_per_worker:g} CPU"

@@ -20,7 +20,7 @@ def cmd_animate_bucket(args: argparse.Namespace) -> int:
     from deeplandscape.invert.animate_photos import inversion_config, pick_directions
     from deeplandscape.storage import Retry
     from deeplandscape.invert.bucket import (
-        BucketJob, animate_bucket, assign_keys, finished_keys, list_inputs, model_settings,
+        BucketJob, animate_bucket, assign_keys, check_models, finished_keys, list_inputs, model_settings,
     )
 
     icfg = inversion_config(model_settings(args.run_dir)[0], args.inversion, inversion_overrides(args))
@@ -32,6 +32,7 @@ def cmd_animate_bucket(args: argparse.Namespace) -> int:
                     outputs=dict(fps=args.fps, crf=args.crf, scale=args.scale),
                     workers=args.workers, gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,
                     retry=dataclasses.asdict(Retry(args.retries, args.retry_wait)))
+    check_models(job, icfg)  # a missing network: one line now, in the dry run too
     if args.dry_run:
         retry = Retry(**job.retry)
         keyed, bad = assign_keys(job.in_prefix, list_inputs(job.in_prefix, job.out_prefix, job.manifest, retry))

@@ -92,12 +92,18 @@ def mean_w(G: Generator, samples: int = 4096, seed: int = 0) -> torch.Tensor:
     return G.M(z).mean(dim=0)
 
 
-def load_encoder(run_dir: str, device: torch.device | str = "cpu") -> Encoder:
-    """The latest encoder checkpoint of a run, in eval mode."""
+def encoder_checkpoint(run_dir: str):
+    """The latest encoder checkpoint of a run; a missing one is an error that says how to make it."""
     ckpt = latest_checkpoint(encoder_dir(run_dir))
     if ckpt is None:
         raise FileNotFoundError(f"no encoder under {encoder_dir(run_dir)}/checkpoints: train one first with "
                                 f"`deeplandscape train-encoder --run-dir {run_dir}` (or use --method MO / I2S)")
+    return ckpt
+
+
+def load_encoder(run_dir: str, device: torch.device | str = "cpu") -> Encoder:
+    """The latest encoder checkpoint of a run, in eval mode."""
+    ckpt = encoder_checkpoint(run_dir)
     cfg, _, state = load_checkpoint(ckpt.uri, map_location=device)
     E = build_encoder(cfg, pretrained=False).to(device)  # every weight comes from the checkpoint
     E.load_state_dict(state["E"])

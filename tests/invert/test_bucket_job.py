@@ -14,6 +14,7 @@ import io
 import json
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -92,6 +93,22 @@ def test_a_manifest_of_uris_replaces_the_listing_and_dry_run_says_what_would_hap
     storage.write_text(str(tmp_path / "out" / "a" / "done.json"), "{}")  # finished by an earlier run
     assert main(["animate-bucket", str(src), str(tmp_path / "out"), "--run-dir", str(tiny_run), "--dry-run"]) == 0
     assert "would animate 2 photo(s); 1 finished earlier; 0 unusable key(s)" in capsys.readouterr().out
+
+
+def test_a_run_without_the_encoder_fails_on_the_driver_in_one_line(tmp_path, tiny_run, capsys):
+    from deeplandscape.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run / "checkpoints", run / "checkpoints")  # G, but no RUN/encoder
+    storage.write_bytes(str(tmp_path / "in" / "a.png"), b"x")
+    for extra in ([], ["--dry-run"]):
+        assert main(["animate-bucket", str(tmp_path / "in"), str(tmp_path / "out"), "--run-dir", str(run), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"no encoder under {run}/encoder/checkpoints" in err and "deeplandscape train-encoder" in err, err
+    assert not (tmp_path / "out").exists()  # nothing started, nothing written
+    # Methods that start from the mean w need no encoder: the dry run goes on.
+    assert main(["animate-bucket", str(tmp_path / "in"), str(tmp_path / "out"), "--run-dir", str(run),
+                 "--method", "MO", "--dry-run"]) == 0
 
 
 # --- S3, a flaky endpoint, photos of every kind -------------------------------------------------
