@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # pip's find-links warnings about local index folders are noise here.
 QUIET_PIP := { grep -v "^WARNING: Location '" || true; }
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test gpu-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	RAY_AUTH_MODE=disabled $(VENV)/bin/python -m pytest -q --durations=10
+
+# Every CUDA path in one run under 8 minutes (docs/BENCHMARKS.md, "The GPU check").
+gpu-check: $(STAMP)
+	$(VENV)/bin/python bench/gpu_check.py --out gpu-check
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

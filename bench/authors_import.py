@@ -23,11 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from deeplandscape.authors.importer import import_authors
 from deeplandscape.invert.ade20k import ADE20KSegmenter
 from tests.authors.authors_files import PAPER_CHANNELS, their_checkpoint
-from machine import matmul_rate  # bench/machine.py
-
-
-def spread(times: list[float]) -> str:
-    return f"min {min(times):.2f} s, max {max(times):.2f} s over {len(times)}"
+from machine import Watch, summary  # bench/machine.py
 
 
 def main() -> None:
@@ -36,8 +32,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"matmul rate before: {matmul_rate() / 1e9:.0f} GFLOP/s ({args.threads} threads)")
-    with tempfile.TemporaryDirectory() as d:
+    with Watch(), tempfile.TemporaryDirectory() as d:
         path = Path(d) / "475000.model"
         torch.save(their_checkpoint(PAPER_CHANNELS, code_dim=512, n_mlp=8, resolution=256), path)
         times = []
@@ -46,21 +41,20 @@ def main() -> None:
             start = time.perf_counter()
             import_authors(str(path), 256, str(Path(d) / "run"), log=lambda line: None)
             times.append(time.perf_counter() - start)
-        print(f"import-authors, {path.stat().st_size / 1e6:.0f} MB file at 256 px: {spread(times)}")
-    net = ADE20KSegmenter().eval()
-    x = torch.randn(1, 3, 256, 256)
-    with torch.no_grad():
-        net(x)  # warm-up
-        with FlopCounterMode(display=False) as counter:
-            net(x)
-        times = []
-        for _ in range(args.repeat):
-            start = time.perf_counter()
-            net(x)
-            times.append(time.perf_counter() - start)
-    print(f"ADE20K masks, one 256 x 256 image: {1 / min(times):.2f} images/s ({spread(times)}), "
-          f"{counter.get_total_flops() / 1e9:.1f} GFLOP per image")
-    print(f"matmul rate after: {matmul_rate() / 1e9:.0f} GFLOP/s")
+        print(f"import-authors, {path.stat().st_size / 1e6:.0f} MB file at 256 px: {summary(times)}")
+        net = ADE20KSegmenter().eval()
+        x = torch.randn(1, 3, 256, 256)
+        with torch.no_grad():
+            net(x)  # warm-up
+            with FlopCounterMode(display=False) as counter:
+                net(x)
+            times = []
+            for _ in range(args.repeat):
+                start = time.perf_counter()
+                net(x)
+                times.append(time.perf_counter() - start)
+        print(f"ADE20K masks, one 256 x 256 image: {1 / min(times):.2f} images/s ({summary(times)}), "
+              f"{counter.get_total_flops() / 1e9:.1f} GFLOP per image")
 
 
 if __name__ == "__main__":

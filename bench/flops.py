@@ -23,7 +23,7 @@ from torch.utils.flop_counter import flop_registry
 from deeplandscape.config import load_config, parse_set
 from deeplandscape.data.training import TrainingData
 from deeplandscape.train.latents import generate, sample_latents
-from deeplandscape.train.loop import Trainer
+from deeplandscape.train.loop import Trainer, WorkerContext
 from deeplandscape.train.schedule import phase_at
 
 STEP_KINDS = {  # name: (p_pair, crop_prob) forcing that kind of iteration
@@ -75,13 +75,14 @@ def forward_flops(trainer: Trainer, resolution: int) -> dict[str, int]:
         }
 
 
-def step_flops(preset: str, overrides: dict[str, str], data: TrainingData) -> dict[str, int]:
-    """FLOPs per real image of one training iteration of each kind (batch 1)."""
+def step_flops(preset: str, overrides: dict[str, str], data: TrainingData,
+               device: torch.device | str = "cpu") -> dict[str, int]:
+    """FLOPs per real image of one training iteration of each kind (batch 1), counted on `device`."""
     out = {}
     for name, (p_pair, crop) in STEP_KINDS.items():
         cfg = load_config(preset, {**overrides, "train.batch": '{"8": 1}', "train.p_pair_mode": "constant",
                                    "train.p_pair_start": str(p_pair), "train.crop_prob": str(crop)})
-        trainer = Trainer(cfg, data)
+        trainer = Trainer(cfg, data, WorkerContext(device=torch.device(device)))
         t, res = cfg.train, cfg.model.resolution
         # The stable part of the last phase: full resolution, alpha = 1.
         trainer.images_seen = int((res.bit_length() - t.start_resolution.bit_length()) * t.phase_kimg * 1000

@@ -2,10 +2,12 @@
 
     .venv/bin/python bench/inversion_speed.py --config tiny --photos 8 --batch 8 --steps 20
 
-Both runs invert the same photos with the same O and F step counts (EOIF; random weights:
-speed does not depend on them), one after the other in this process, so the ratio is
-measured side by side. Also prints the FLOPs per photo (torch.utils.flop_counter, one O and
-one F step, times the step counts) against this machine's measured float32 matmul rate.
+Both arms invert the same photos with the same O and F step counts (EOIF; random weights:
+speed does not depend on them), interleaved `--repeat` times in this process (one, batched,
+one, batched, ...), so the ratio of their minima is measured side by side; the spread of each
+arm and the machine's matmul rate before and after show whether the run was disturbed. Also
+prints the FLOPs per photo (torch.utils.flop_counter, one O and one F step, times the step
+counts) against the matmul rate.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from deeplandscape.config import load_config, parse_set
 from deeplandscape.invert.encoder import build_encoder, mean_w
 from deeplandscape.invert.inversion import Inverter, per_photo_l1, run_generator, synthesis_names
 from deeplandscape.nets.generator import Generator
-from machine import matmul_rate  # bench/machine.py
+from machine import Watch, interleaved, spread  # bench/machine.py
 
 
 def timed_invert(inverter: Inverter, photos: torch.Tensor, batch: int) -> float:
@@ -34,10 +36,10 @@ def timed_invert(inverter: Inverter, photos: torch.Tensor, batch: int) -> float:
 def flops_per_photo(inverter: Inverter, photo: torch.Tensor) -> tuple[float, float]:
     """(O FLOPs, F FLOPs) per photo: one forward + backward of each step kind, counted with
     torch.utils.flop_counter, times the step counts (Adam's element-wise updates not counted)."""
-    G, res, cfg = inverter.G, inverter.resolution, inverter.cfg
+    G, res, cfg, device = inverter.G, inverter.resolution, inverter.cfg, inverter.device
     shapes = G.noise_shapes(res)
-    ws = torch.zeros(1, G.num_levels, G.cfg.w_dim, requires_grad=True)
-    S = [torch.zeros(1, *s, requires_grad=True) for s in shapes]
+    ws = torch.zeros(1, G.num_levels, G.cfg.w_dim, requires_grad=True, device=device)
+    S = [torch.zeros(1, *s, requires_grad=True, device=device) for s in shapes]
     with FlopCounterMode(display=False) as counter:
         per_photo_l1(run_generator(G, ws, S, S, res, 1.0), photo).sum().backward()
     o_step = counter.get_total_flops()
@@ -56,6 +58,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=20, help="O steps and F steps per photo")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the two arms, interleaved")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -68,20 +71,22 @@ def main() -> None:
     res = cfg.model.resolution
     inverter = Inverter(G, res, 1.0, icfg, E)
     photos = torch.rand(args.photos, 3, res, res) * 2 - 1
-    timed_invert(inverter, photos[:1], 1)  # warm-up
-    one = timed_invert(inverter, photos, 1)
-    batched = timed_invert(inverter, photos, args.batch)
-    o_flops, f_flops = flops_per_photo(inverter, photos[:1])
-    rate = matmul_rate()
     print(f"{res} px, {args.photos} photos, {args.steps} O + {args.steps} F steps each (EOIF, L1 only), "
-          f"{args.threads} threads")
-    print(f"one at a time : {args.photos / one:7.2f} photos/s ({one:.1f} s)")
-    print(f"batched B={args.batch:<3d}: {args.photos / batched:7.2f} photos/s ({batched:.1f} s)  "
-          f"-> {one / batched:.2f}x")
+          f"{args.threads} threads, {args.repeat} interleaved rounds")
+    with Watch() as watch:
+        timed_invert(inverter, photos[:1], 1)  # warm-up
+        times = interleaved({"one": lambda: timed_invert(inverter, photos, 1),
+                             "batched": lambda: timed_invert(inverter, photos, args.batch)}, args.repeat)
+        one, batched = min(times["one"]), min(times["batched"])
+        print(f"one at a time : {args.photos / one:7.2f} photos/s (min {one:.1f} s, spread {spread(times['one']):.0%})")
+        print(f"batched B={args.batch:<3d}: {args.photos / batched:7.2f} photos/s (min {batched:.1f} s, "
+              f"spread {spread(times['batched']):.0%})  -> {one / batched:.2f}x")
+        o_flops, f_flops = flops_per_photo(inverter, photos[:1])
     per_photo = o_flops + f_flops
+    rate = max(watch.before, watch.after)
     print(f"FLOPs per photo: O {o_flops / 1e9:.2f} G + F {f_flops / 1e9:.2f} G = {per_photo / 1e9:.2f} GFLOP")
-    print(f"measured matmul rate: {rate / 1e9:.1f} GFLOP/s -> batched inversion runs at "
-          f"{per_photo * args.photos / batched / rate:.1%} of it, one-at-a-time at {per_photo * args.photos / one / rate:.1%}")
+    print(f"batched inversion runs at {per_photo * args.photos / batched / rate:.1%} of the quieter matmul rate, "
+          f"one-at-a-time at {per_photo * args.photos / one / rate:.1%}")
 
 
 if __name__ == "__main__":

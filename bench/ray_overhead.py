@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/ray_overhead.py --steps 15 --resolution 16
 
-Runs the same training steps (tiny preset) three times in one run: in this process, in a
-Ray task holding 2 CPUs, and in this process again while Ray is running. The ratio is the
-cost of running under Ray on this machine (workers at nice 15, Ray's own processes).
+Runs the same training steps (tiny preset) three ways: in this process, in a Ray task holding
+2 CPUs, and in this process again while Ray is running; `--repeat` rounds of the three,
+interleaved (Ray started and stopped in each round), the best of each printed with its spread,
+and the machine's matmul rate before and after. The ratio is the cost of running under Ray on
+this machine (workers at nice 15, Ray's own processes).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+
+from machine import Watch, spread  # bench/machine.py
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -50,18 +54,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--resolution", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the three arms, interleaved")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    rates: dict[str, list[float]] = {"in-process": [], "Ray task (2 CPUs)": [], "in-process with Ray up": []}
+    with tempfile.TemporaryDirectory() as tmp, Watch():
         write_dataset(tmp, images=64, videos=4, frames=16, size=64, seed=0)
         run = (f"{tmp}/photos", f"{tmp}/videos", args.resolution, args.steps)
-        alone = steps_per_second(*run)
-        ray.init(num_cpus=2, include_dashboard=False)
-        in_ray = ray.get(ray.remote(num_cpus=2)(steps_per_second).remote(*run))
-        beside = steps_per_second(*run)
-        ray.shutdown()
-    print(f"{args.resolution} px, {args.steps} steps, img/s: in-process {alone:.1f} | "
-          f"Ray task (2 CPUs) {in_ray:.1f} ({in_ray / alone:.2f}x) | in-process with Ray up {beside:.1f} "
-          f"({beside / alone:.2f}x)")
+        for _ in range(args.repeat):
+            rates["in-process"].append(steps_per_second(*run))
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            rates["Ray task (2 CPUs)"].append(ray.get(ray.remote(num_cpus=2)(steps_per_second).remote(*run)))
+            rates["in-process with Ray up"].append(steps_per_second(*run))
+            ray.shutdown()
+    print(f"{args.resolution} px, {args.steps} steps, {args.repeat} interleaved rounds; img/s, best of the rounds "
+          "(time spread):")
+    base = max(rates["in-process"])
+    for name, r in rates.items():
+        print(f"  {name:24s} {max(r):7.1f} ({max(r) / base:.2f}x), spread {spread([1 / x for x in r]):.0%}")
 
 
 if __name__ == "__main__":

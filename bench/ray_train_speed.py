@@ -3,10 +3,11 @@
     .venv/bin/python bench/ray_train_speed.py --resolution 16 --steps 60 --log-every 10
     .venv/bin/python bench/ray_train_speed.py --cpus-per-worker 1    # 1 thread everywhere
 
-Runs the same `run_worker` (tiny preset, one resolution, alpha = 1, the in-memory data) four
-ways, one after another on one local Ray of `--cpus` CPUs: in this process; under Ray Train
-with 1 worker; with 2 workers (the global batch split between them, gloo all-reduce);
-in-process again, to show the drift of a noisy machine. By default the workers share the
+Runs the same `run_worker` (tiny preset, one resolution, alpha = 1, the in-memory data) three
+ways on one local Ray of `--cpus` CPUs: in this process; under Ray Train with 1 worker; with
+2 workers (the global batch split between them, gloo all-reduce); `--repeat` rounds of the
+three, interleaved, the best of each printed with its spread, and the machine's matmul rate
+before and after. By default the workers share the
 CPUs (1 worker x 2 threads vs 2 workers x 1 thread; in-process 2 threads); with
 `--cpus-per-worker 1` every worker and the in-process run use one thread, so 2 workers use
 twice the CPUs of one (data-parallel scaling). On a machine loaded by other processes,
@@ -23,6 +24,8 @@ import os
 import statistics
 import tempfile
 import time
+
+from machine import Watch, spread  # bench/machine.py
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -79,23 +82,31 @@ def main() -> None:
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
     ap.add_argument("--cpus-per-worker", type=int, default=0, help="threads per worker (0: --cpus / workers)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the three arms, interleaved")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    arms = {"in-process": lambda d, run: in_process(*d, run),
+            "Ray Train, 1 worker": lambda d, run: under_ray_train(*d, run, 1),
+            "Ray Train, 2 workers": lambda d, run: under_ray_train(*d, run, 2)}
+    got: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
+    with tempfile.TemporaryDirectory() as tmp, Watch():
         write_dataset(tmp, images=64, videos=4, frames=16, size=64, seed=0)
         data = (f"{tmp}/photos", f"{tmp}/videos", args)
         ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-        rows = [("in-process", *in_process(*data, f"{tmp}/a")),
-                ("Ray Train, 1 worker", *under_ray_train(*data, f"{tmp}/b", 1)),
-                ("Ray Train, 2 workers", *under_ray_train(*data, f"{tmp}/c", 2)),
-                ("in-process again", *in_process(*data, f"{tmp}/d"))]
+        for i in range(args.repeat):
+            for k, (name, arm) in enumerate(arms.items()):
+                got[name].append(arm(data, f"{tmp}/{i}-{k}"))
         ray.shutdown()
     batch = global_batch(config(*data, 1).train, args.resolution)
     print(f"tiny preset, {args.resolution} px, global batch {batch}, {args.steps} steps, Ray with {args.cpus} CPUs, "
-          f"threads per worker: 1 worker {threads_per_worker(args, 1)}, 2 workers {threads_per_worker(args, 2)}")
-    print(f"{'':22s} {'img/s':>7s} {'vs in-process':>13s} {'wall s':>7s}")
-    base = (rows[0][1] + rows[3][1]) / 2
-    for name, speed, wall in rows:
-        print(f"{name:22s} {speed:7.1f} {speed / base:12.2f}x {wall:7.1f}")
+          f"threads per worker: 1 worker {threads_per_worker(args, 1)}, 2 workers {threads_per_worker(args, 2)}; "
+          f"{args.repeat} interleaved rounds, the best of each")
+    print(f"{'':22s} {'img/s':>7s} {'spread':>6s} {'vs in-process':>13s} {'wall s':>7s}")
+    base = max(speed for speed, _ in got["in-process"])
+    for name, rows in got.items():
+        speeds = [speed for speed, _ in rows]
+        best = max(speeds)
+        print(f"{name:22s} {best:7.1f} {spread([1 / x for x in speeds]):6.0%} {best / base:12.2f}x "
+              f"{min(wall for _, wall in rows):7.1f}")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ radius and subsample as configured), and both together through `SuperResolver.up
 Random weights: speed does not depend on them. Also prints the network's FLOPs per frame
 (torch.utils.flop_counter) and this machine's float32 matmul rate, to tell how close to the
 hardware each figure is. bf16 autocast is used on CUDA (--device cuda), as the animator does.
+Every arm runs `--repeat` times, interleaved with the others (minimum and spread printed), and
+the machine's matmul rate is printed before and after, so a disturbed run shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -23,24 +24,15 @@ from deeplandscape.config import SuperResConfig, load_config
 from deeplandscape.superres.blend import guided_blend, guided_filter_params
 from deeplandscape.superres.nets import SCALE, RRDBNet
 from deeplandscape.superres.resolver import SuperResolver
-from machine import matmul_rate  # bench/machine.py
+from machine import Watch, interleaved, spread, sync  # bench/machine.py
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: torch.device, repeat: int, warmup: bool = True) -> float:
-    """Seconds per call, after one warm-up call."""
-    if warmup:
+def timed(fn, device: torch.device):
+    """An arm for `interleaved`: one call, synchronised on CUDA."""
+    def arm() -> None:
         fn()
         sync(device)
-    start = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / repeat
+    return arm
 
 
 def flops_per_frame(net: RRDBNet, size: int) -> float:
@@ -54,7 +46,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="low-res frame side (output: 4x, capped at max_size)")
     ap.add_argument("--frames", type=int, default=8, help="frames per timed call (tiny network, blend)")
     ap.add_argument("--paper-frames", type=int, default=1, help="frames per timed call, paper-size network")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of every arm, interleaved")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
@@ -63,29 +55,35 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     size, out = args.size, min(SCALE * args.size, SuperResConfig().max_size)
-    print(f"{size} -> {out} px on {device} ({torch.get_num_threads()} threads); "
-          f"float32 matmul {matmul_rate(device) / 1e9:.0f} GFLOP/s")
+    print(f"{size} -> {out} px on {device} ({torch.get_num_threads()} threads), {args.repeat} interleaved rounds")
 
     defaults = SuperResConfig()
     radius, subsample = guided_filter_params(out, defaults.guided_radius, defaults.guided_subsample)
     sr_frames = torch.rand(args.frames, 3, out, out, device=device) * 2 - 1
     photo = torch.rand(3, out, out, device=device) * 2 - 1
     mask = (torch.rand(1, out, out, device=device) > 0.5).float()
-    blend_s = timed(lambda: guided_blend(sr_frames, photo, mask, radius, defaults.guided_eps, subsample), device,
-                    args.repeat) / args.frames
-    print(f"{'stage':38s} {'frames/s':>9s} {'s/frame':>8s} {'GFLOP/frame':>12s}")
-    print(f"{f'blend alone (r {radius}, subsample {subsample})':38s} {1 / blend_s:9.2f} {blend_s:8.3f} {'':>12s}")
-
-    for name, cfg, frames in (("paper (64 x 23 RRDB)", defaults, args.paper_frames),
-                              ("tiny (16 x 1 RRDB)", load_config("tiny").superres, args.frames)):
+    blend = f"blend alone (r {radius}, subsample {subsample})"
+    arms = {blend: timed(lambda: guided_blend(sr_frames, photo, mask, radius, defaults.guided_eps, subsample), device)}
+    frames = {blend: args.frames}
+    gflop = {}
+    for name, cfg, n in (("paper (64 x 23 RRDB)", defaults, args.paper_frames),
+                         ("tiny (16 x 1 RRDB)", load_config("tiny").superres, args.frames)):
         net = RRDBNet(cfg.nf, cfg.nb, cfg.gc).eval().requires_grad_(False)
-        gflop = flops_per_frame(net, size) / 1e9
-        resolver = SuperResolver(net.to(device), dataclasses.replace(cfg, frames_batch=frames), device)
-        lr = torch.rand(frames, 3, size, size, device=device) * 2 - 1
-        net_s = timed(lambda: resolver.super_resolve(lr), device, args.repeat) / frames
-        both_s = timed(lambda: resolver.upscale(lr, photo, mask), device, args.repeat, warmup=False) / frames
-        print(f"{f'{name}: network alone':38s} {1 / net_s:9.2f} {net_s:8.3f} {gflop:12.0f}")
-        print(f"{f'{name}: network + blend':38s} {1 / both_s:9.2f} {both_s:8.3f}")
+        gflop[f"{name}: network alone"] = flops_per_frame(net, size) / 1e9
+        resolver = SuperResolver(net.to(device), dataclasses.replace(cfg, frames_batch=n), device)
+        lr = torch.rand(n, 3, size, size, device=device) * 2 - 1
+        arms[f"{name}: network alone"] = timed(lambda r=resolver, x=lr: r.super_resolve(x), device)
+        arms[f"{name}: network + blend"] = timed(lambda r=resolver, x=lr: r.upscale(x, photo, mask), device)
+        frames[f"{name}: network alone"] = frames[f"{name}: network + blend"] = n
+    with Watch(device):
+        for arm in arms.values():  # warm-up
+            arm()
+        times = interleaved(arms, args.repeat)
+    print(f"{'stage':38s} {'frames/s':>9s} {'s/frame':>8s} {'spread':>6s} {'GFLOP/frame':>12s}")
+    for name, t in times.items():
+        per_frame = min(t) / frames[name]
+        flops = f"{gflop[name]:12.0f}" if name in gflop else ""
+        print(f"{name:38s} {1 / per_frame:9.2f} {per_frame:8.3f} {spread(t):6.0%} {flops}")
 
 
 if __name__ == "__main__":

@@ -29,12 +29,13 @@ import torch
 from PIL import Image
 
 from deeplandscape.animate.homography import load_motions
-from deeplandscape.config import Config, apply_overrides, parse_set
+from deeplandscape.config import Config, apply_overrides, load_config, parse_set
 from deeplandscape.invert.encoder import run_encoder_worker
 from deeplandscape.runs import encoder_dir
 from deeplandscape.runs import load_model
 from deeplandscape.train.checkpoint import latest_checkpoint
 from deeplandscape.video import probe_video, read_video
+from tests.evaluate.conftest import write_i3d_stand_in
 from tests.authors.authors_files import forget_their_code, their_checkpoint, their_encoder, their_lighting
 from tests.invert.test_ade20k import write_their_files
 
@@ -324,3 +325,57 @@ def test_the_authors_models_imported_then_sampled_and_animated(tmp_path):
     inversion = json.loads((tmp_path / "videos/photo/inversion.json").read_text())
     assert (inversion["method"], inversion["mask"]) == ("EOIFS", "segmentation"), out
     assert probe_video(next((tmp_path / "videos/photo").glob("*.mp4"))).num_frames == 4
+
+
+# --- the GPU check, on a CPU ------------------------------------------------------------------------
+GPU_CHECK_CPU = ".venv/bin/python bench/gpu_check.py --device cpu --tiny"
+
+
+def checkout_view(cwd: Path) -> None:
+    """`cwd` seen as the project's root: its .venv and bench/, where a user runs bench scripts."""
+    (cwd / ".venv").symlink_to(BIN.parent, target_is_directory=True)
+    (cwd / "bench").symlink_to(REPO / "bench", target_is_directory=True)
+
+
+def test_gpu_check_on_a_cpu_runs_every_step(tmp_path):
+    checkout_view(tmp_path)
+    (tmp_path / "weights").mkdir()
+    write_i3d_stand_in(tmp_path / "weights" / "i3d_torchscript.pt")  # a user with I3D in their cache
+    out = run(tmp_path, GPU_CHECK_CPU, env=user_env(DEEPLANDSCAPE_WEIGHTS="weights"), timeout=400)
+    steps = ["device", "train", "inversion", "render", "superres", "features", "bucket"]
+    for i, name in enumerate(steps, 1):
+        assert re.search(rf"^\[{i}/7\] {name}\s+ok ", out, re.M), out
+    assert "done in" in out and "7 of 7 steps ok" in out, out
+    report = json.loads((tmp_path / "gpu-check/gpu-check.json").read_text())
+    s = {k: v["figures"] for k, v in report["steps"].items()}
+    assert s["device"]["peak_flops"] > 0 and s["device"]["cuda"] is None
+    arms = s["train"]["arms"]
+    assert arms["plain"]["images_per_s"] > 0 and arms["channels_last"]["images_per_s"] > 0
+    assert 0 < arms["plain"]["mfu"] and s["train"]["fastest"] in ("plain", "channels_last")
+    assert "CPU" in arms["compile"]["skipped"] and "gloo" in s["train"]["all_reduce"]["notes"]
+    assert s["train"]["all_reduce"]["sum_ok"] and "float32" in " ".join(s["train"]["notes"])
+    batches = s["inversion"]["batches"]
+    assert sorted(batches, key=int) == ["1", "8", "32"] and all(b["photos_per_s"] > 0 for b in batches.values())
+    c = load_config("tiny")  # the time at the config's step counts is what the goal is stated in
+    assert batches["1"]["vs_b1"] == 1.0 and s["inversion"]["config_steps"] == [c.invert.opt_steps,
+                                                                               c.invert.finetune_steps]
+    assert s["render"]["videos"] == 5 and s["render"]["g_frames_per_s"] > 0 and s["render"]["encoder_frames_per_s"] > 0
+    assert s["superres"]["to_px"] == 4 * s["superres"]["from_px"] and s["superres"]["frames_per_s"] > 0
+    assert s["features"]["inception"]["images_per_s"] > 0 and s["features"]["i3d"]["clips_per_s"] > 0
+    assert s["bucket"]["ok"] == s["bucket"]["photos"] and s["bucket"]["photos_per_hour"] > 0
+    assert all(g["verdict"].startswith("n/a") for g in report["goals"]), report["goals"]  # tiny figures prove nothing
+    md = (tmp_path / "gpu-check/gpu-check.md").read_text()
+    assert "| bucket | ok |" in md and "| goal | measured | target | verdict |" in md
+    assert "train / arms.compile: torch.compile takes minutes on a CPU" in md
+
+
+def test_gpu_check_records_a_failed_step_and_goes_on(tmp_path):
+    checkout_view(tmp_path)
+    out = run(tmp_path, GPU_CHECK_CPU, "--device", "cuda", "--only", "device", "train", timeout=120)
+    assert re.search(r"^\[1/2\] device\s+error .*torch sees no CUDA device", out, re.M), out
+    assert re.search(r"^\[2/2\] train\s+error .*torch sees no CUDA device", out, re.M), out
+    assert "0 of 2 steps ok (failed: device, train)" in out
+    report = json.loads((tmp_path / "gpu-check/gpu-check.json").read_text())
+    assert {r["status"] for r in report["steps"].values()} == {"error"}
+    assert all(g["verdict"] == "not measured" for g in report["goals"])
+    assert "Traceback" in (tmp_path / "gpu-check/logs/train.log").read_text()  # the whole error, for the record

@@ -93,6 +93,11 @@ class Trainer:
         self.device = self.ctx.device
         t = cfg.train
         self.G, self.G_ema, self.D_st, self.D_pair = build_networks(cfg, self.device)
+        if t.channels_last:
+            for net in (self.G, self.G_ema, self.D_st, self.D_pair):
+                net.to(memory_format=torch.channels_last)
+        # G's forward as the step calls it: compiled (train.compile) until a compile fails.
+        self._G_forward = torch.compile(self.G) if t.compile else self.G
         betas = (t.beta1, t.beta2)
         # Mapping M learns 100x slower than the synthesis network (StyleGAN v1).
         self.opt_G = torch.optim.Adam([
@@ -126,6 +131,20 @@ class Trainer:
     def _autocast(self):
         enabled = self.cfg.train.amp == "bf16" and self.device.type == "cuda"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _generate(self, lat, resolution: int, alpha: float) -> torch.Tensor:
+        """`generate` through the compiled G (train.compile). A compile error shows on the first
+        call (and on a new resolution's): log it once and go on with the plain G."""
+        if self._G_forward is self.G:
+            return generate(self.G, lat, resolution, alpha)
+        try:
+            out = generate(self._G_forward, lat, resolution, alpha)
+        except Exception as e:  # torch._dynamo / inductor errors have no common base class
+            self.ctx.log(f"train.compile: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                         "training goes on with the uncompiled generator")
+            self._G_forward = self.G
+            return generate(self.G, lat, resolution, alpha)
+        return out
 
     def _set_lr(self, lr: float) -> None:
         for opt in (self.opt_G, self.opt_D_st, self.opt_D_pair):
@@ -171,7 +190,7 @@ class Trainer:
         D.requires_grad_(False)
         lat = self.sample_fakes(batch, part, frames, resolution, gen)
         with self._autocast():
-            fake = generate(self.G, lat, resolution, alpha)
+            fake = self._generate(lat, resolution, alpha)
             logits = D(fake if frames == 2 else fake[:, 0], resolution, alpha)
         loss = g_nonsaturating_loss(logits.float())
         self.opt_G.zero_grad(set_to_none=True)
@@ -204,7 +223,7 @@ class Trainer:
             fake = self.data.sample_crop_pairs(batch, res, data_gen, part).images
         else:
             with torch.no_grad(), self._autocast():
-                fake = generate(self.G, self.sample_fakes(batch, part, frames, res, latent_gen), res, alpha)
+                fake = self._generate(self.sample_fakes(batch, part, frames, res, latent_gen), res, alpha)
                 fake = fake if use_pair else fake[:, 0]
         d_loss, r1 = self.discriminator_step(D, opt_D, real.to(self.device), fake.to(self.device), res, alpha)
         g_loss = self.generator_step(D, frames, batch, part, res, alpha, latent_gen)
