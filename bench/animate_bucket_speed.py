@@ -28,11 +28,11 @@ import torch
 from deeplandscape import storage
 from deeplandscape.config import Config, load_config, parse_set
 from deeplandscape.data.synth import write_dataset
-from deeplandscape.invert.bucket import BucketJob, animate_bucket, assign_keys, list_inputs, model_settings
+from deeplandscape.invert.bucket import BucketJob, animate_bucket, assign_keys, list_inputs
 from deeplandscape.invert.encoder import build_encoder, mean_w
 from deeplandscape.nets.generator import Generator
 from deeplandscape.render import VideoOutputs
-from deeplandscape.runs import encoder_dir
+from deeplandscape.runs import encoder_dir, model_settings
 from deeplandscape.storage import Retry
 from deeplandscape.train.checkpoint import save_checkpoint
 from machine import Watch, spread  # bench/machine.py

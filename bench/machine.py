@@ -74,13 +74,20 @@ class Watch:
         self.disturbed = False
 
     def probe(self) -> float:
-        """The best of three short probes: one probe alone moves by 20% on a quiet machine."""
-        return max(matmul_rate(self.device) for _ in range(3))
+        """The best of three short probes (one probe alone moves by 20% on a quiet machine), on
+        the torch threads the run started with: an arm may have changed them."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return max(matmul_rate(self.device) for _ in range(3))
+        finally:
+            torch.set_num_threads(threads)
 
     def __enter__(self) -> "Watch":
+        self.threads = torch.get_num_threads()
         self.before = self.probe()
         self.log(f"machine before: float32 matmul {self.before / 1e9:.0f} GFLOP/s on {self.device} "
-                 f"({torch.get_num_threads()} torch threads)")
+                 f"({self.threads} torch threads)")
         return self
 
     def __exit__(self, *exc) -> None:

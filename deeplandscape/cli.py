@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from deeplandscape.cli_args import path_args, resolve_path_args
+from deeplandscape.cli_args import path_args, resolve_path_args, resolve_speed, speed_arg
 from deeplandscape.config import load_config, parse_set, preset_names
 from deeplandscape.evaluate.cli import add_evaluate_parser
 from deeplandscape.invert.bucket_cli import add_bucket_parser
@@ -99,23 +99,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _speed(value: str) -> float:
-    from deeplandscape.animate.homography import SPEEDS
-
-    try:
-        return SPEEDS[value] if value in SPEEDS else float(value.lstrip("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"speed must be a number or one of {', '.join(SPEEDS)}, got {value!r}")
-
-
 def cmd_sample(args: argparse.Namespace) -> int:
     from deeplandscape.render import VideoOutputs
-    from deeplandscape.runs import load_model
+    from deeplandscape.runs import load_model, model_settings
     from deeplandscape.sample import sample_many, write_samples
 
     motions = _motions(args.homographies) if args.homographies else None
     outputs = VideoOutputs(fps=args.fps, crf=args.crf, scale=args.scale, poster=not args.no_poster,
                            gif=args.gif, png_frames=args.png_frames)
+    args.speed = resolve_speed(args.speed, model_settings(args.run_dir)[1] * args.scale, args.fps)
     if args.workers:
         rows = sample_many(args.run_dir, args.out, args.videos, args.frames, seed=args.seed, direction=args.direction,
                            speed=args.speed, horizon=args.horizon, motions=motions, outputs=outputs,
@@ -247,8 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="video i uses seed + i (its z_st, S_st and z_dyn path)")
     p.add_argument("--direction", default="random",
                    help="S_dyn motion: a clock direction 1h..12h (3h: right, 12h: up and towards the viewer), "
-                        "a name from --homographies, or 'random' (one per video)")
-    p.add_argument("--speed", type=_speed, default=1.0, help="motion speed: a number or x0.5, x1, x2.5, x4")
+                        "an angle in degrees (0deg: right, 90deg: up, 45deg between), a name from --homographies, "
+                        "or 'random' (one clock direction per video)")
+    p.add_argument("--speed", type=speed_arg, default=1.0,
+                   help="motion speed: a factor (2.5, or x0.5, x1, x2.5, x4) or pixels per second that the top of "
+                        "the sky moves at the output size, e.g. 12px/s")
     p.add_argument("--horizon", type=float, default=0.5, help="horizon height, fraction of the image from the top")
     p.add_argument("--z-dyn-path", choices=Z_DYN_PATHS, default="slerp",
                    help="how z_dyn goes from one sample to the other over a video (slerp: the authors' code)")
@@ -265,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     path_args(p, inputs=("--run-dir", "--homographies"), outputs=("--out",))
     p.set_defaults(fn=cmd_sample)
 
-    add_invert_parsers(sub, _speed)
-    add_bucket_parser(sub, _speed)  # deeplandscape/invert/bucket_cli.py
+    add_invert_parsers(sub, speed_arg)
+    add_bucket_parser(sub, speed_arg)  # deeplandscape/invert/bucket_cli.py
     add_superres_parser(sub)  # deeplandscape/superres/cli.py
 
     p = sub.add_parser("import-authors", help="the authors' released generator (a .model file or their results/ "

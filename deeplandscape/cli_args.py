@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from deeplandscape import storage
-from deeplandscape.animate.homography import CLOCK_DIRECTIONS
+from deeplandscape.animate.homography import CLOCK_DIRECTIONS, PixelSpeed, direction_motion, parse_speed, speed_factor
 
 
 # Values of a path argument that name something built in rather than a file, by flag.
@@ -52,15 +52,35 @@ def resolve_path_args(args: argparse.Namespace) -> None:
 
 
 def directions_arg(value: str) -> int | list[str]:
-    """`--directions`: a count ("5") or a list of clock directions ("3h,9h")."""
+    """`--directions`: a count ("5") or a list of clock directions and angles ("3h,9h,45deg")."""
     if value.strip().isdigit():
         return int(value)
     names = [d.strip() for d in value.split(",") if d.strip()]
-    unknown = [d for d in names if d not in CLOCK_DIRECTIONS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"expected a count or clock directions ({', '.join(CLOCK_DIRECTIONS)}), "
-                                         f"got {value!r}")
-    return names
+    try:
+        motions = [direction_motion(d) for d in names]
+    except ValueError:
+        motions = []
+    if not names or not motions:
+        raise argparse.ArgumentTypeError(f"expected a count, clock directions ({', '.join(CLOCK_DIRECTIONS)}) or "
+                                         f"angles in degrees (0deg: right, 90deg: up), got {value!r}")
+    return [m.name for m in motions]  # angles by their canonical names: "-90deg" -> "270deg"
+
+
+def speed_arg(value: str) -> float | PixelSpeed:
+    """`--speed`: a factor (2.5, x2.5) or pixels per second at the output size (12px/s)."""
+    try:
+        return parse_speed(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def resolve_speed(speed: float | PixelSpeed, output_px: int, fps: float, log=print) -> float:
+    """`--speed` as the factor the renderer takes; a speed in px/s is resolved for the output
+    size and frame rate, and the factor it gives is said."""
+    factor = speed_factor(speed, output_px, fps)
+    if isinstance(speed, PixelSpeed):
+        log(f"speed {speed} at {output_px} px and {fps:g} fps = x{factor:.3g} of the motions")
+    return factor
 
 
 def split_directions(value: int | list[str]) -> tuple[int, list[str] | None]:

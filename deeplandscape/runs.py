@@ -13,6 +13,7 @@ latest checkpoint with the resolution and fade-in the run has reached.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,19 @@ def lighting_dir(run_dir: str) -> str:
 
 def superres_dir(run_dir: str) -> str:
     return storage.join(run_dir, "superres")
+
+
+def model_settings(run_dir: str) -> tuple[Config, int]:
+    """The run's config and the resolution its latest checkpoint renders at, read from the
+    checkpoint's config.json: the driver never loads the weights (the actors do)."""
+
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint under {run_dir}/checkpoints: train first (deeplandscape train)")
+    meta = json.loads(storage.read_text(storage.join(ckpt.uri, "config.json")))
+    progress = meta.pop("progress")
+    cfg = Config.from_dict(meta)
+    return cfg, phase_at(int(progress["images_seen"]), cfg.train, cfg.model.resolution).resolution
 
 
 @dataclass

@@ -199,9 +199,12 @@ def test_animate_bucket_from_a_shell(work, encoder):
     uris = [str(work / "data/photos" / n) for n in ("00003.png", "00004.png", "empty.jpg")]
     pq.write_table(pa.table({"uri": uris}), work / "pick.parquet")
     out = run(work, "deeplandscape animate-bucket data/photos animated-bucket --run-dir runs/exp1 --directions 2 "
-                    "--frames 60", "--manifest", "pick.parquet", "--directions", "1", "--frames", "6", *FAST_INVERT)
+                    "--frames 60", "--manifest", "pick.parquet", "--directions", "45deg", "--speed", "12px/s",
+              "--frames", "6", *FAST_INVERT)
     assert "Ray has not been started" not in out
+    assert "speed 12px/s at 32 px and 30 fps = x2.5 of the motions" in out  # the units people think in
     assert len(list((work / "animated-bucket").glob("*/done.json"))) == 2
+    assert probe_video(work / "animated-bucket/00003/45deg.mp4").num_frames == 6
     summary = json.loads(next((work / "animated-bucket/_runs").glob("*/summary.json")).read_text())
     assert summary["ok"] == 2 and summary["failed"] == 1
 

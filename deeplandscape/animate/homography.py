@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -54,7 +55,12 @@ __all__ = [
     "reflection_homography",
     "matrix_power",
     "frame_homographies",
+    "angle_motion",
     "clock_motion",
+    "direction_motion",
+    "PixelSpeed",
+    "parse_speed",
+    "speed_factor",
     "load_motions",
     "save_motions",
     "resolve_direction",
@@ -197,25 +203,34 @@ def frame_homographies(
     return sky, reflection_homography(sky, horizon)
 
 
-def clock_motion(hour: int, top_speed: float = TOP_SPEED, parallax: float = HORIZON_PARALLAX) -> Motion:
-    """The hand-made direction for a clock position (paper section 4: 12 homographies).
-
-    The clock angle (0 at 3h, 90 degrees at 12h, counter-clockwise) mixes a translation
-    (cos: "3h" straight right, "9h" left) and a radial motion (sin: "12h" the top corners
-    go up and outwards, so clouds rise and grow as they come towards the viewer; "6h" down
-    and inwards, towards the horizon). The radial unit step is (-/+1, -1)/sqrt(2) so that a
-    top corner moves by `top_speed` for both pure motions. The horizon points move
-    `parallax` times less and keep dy = 0, so the horizon line stays put.
+def angle_motion(degrees: float, top_speed: float = TOP_SPEED, parallax: float = HORIZON_PARALLAX,
+                 name: str | None = None) -> Motion:
+    """The direction at an angle in degrees, counter-clockwise from "right" (0: right, 90: up
+    and towards the viewer, 180: left, 270: down towards the horizon), as the clock directions
+    are made (`clock_motion`): the angle's cosine is a translation, its sine a radial motion.
+    The radial unit step is (-/+1, -1)/sqrt(2) so that a top corner moves by `top_speed` in both
+    pure motions (0/180: sideways, 90/270: radial); between them one top corner moves faster
+    than the other, as in the clock directions between 3h and 12h. The horizon points move `parallax` times less and keep dy = 0, so the horizon
+    line stays put. Named "<degrees>deg" (0 <= degrees < 360) unless `name` is given.
     """
-    if not 1 <= hour <= 12:
-        raise ValueError(f"clock hour must be 1..12, got {hour}")
-    angle = math.radians((3 - hour) * 30)
+    angle = math.radians(degrees)
     c, r = math.cos(angle), math.sin(angle) / math.sqrt(2)
-    c, r = round(c, 12), round(r, 12)  # exact zeros for 3h, 6h, 9h, 12h
+    c, r = round(c, 12), round(r, 12)  # exact zeros at 0, 90, 180 and 270 degrees
     top = ((top_speed * (c - r), -top_speed * r), (top_speed * (c + r), -top_speed * r))
     s = top_speed / parallax
     low = ((s * (c - r), 0.0), (s * (c + r), 0.0))
-    return Motion(f"{hour}h", (*top, *low))
+    return Motion(name or f"{degrees % 360:g}deg", (*top, *low))
+
+
+def clock_motion(hour: int, top_speed: float = TOP_SPEED, parallax: float = HORIZON_PARALLAX) -> Motion:
+    """The hand-made direction for a clock position (paper section 4: 12 homographies): the
+    angle (3 - hour) x 30 degrees, so "3h" is straight right, "9h" left, "12h" the top corners
+    go up and outwards (clouds rise and grow as they come towards the viewer), "6h" down and
+    inwards, towards the horizon (`angle_motion`).
+    """
+    if not 1 <= hour <= 12:
+        raise ValueError(f"clock hour must be 1..12, got {hour}")
+    return angle_motion((3 - hour) * 30, top_speed, parallax, name=f"{hour}h")
 
 
 CLOCK_DIRECTIONS: dict[str, Motion] = {f"{h}h": clock_motion(h) for h in range(1, 13)}
@@ -251,8 +266,24 @@ def save_motions(path: PathLike, motions: Mapping[str, Motion]) -> None:
         f.write("\n")
 
 
+def direction_motion(name: str, extra: Mapping[str, Motion] | None = None, also: str = "") -> Motion:
+    """The motion a direction names: a user motion in `extra`, a clock direction "1h".."12h",
+    or an angle "45deg" (counter-clockwise from right, `angle_motion`). `also`: other accepted
+    values, for the error message."""
+    if extra and name in extra:
+        return extra[name]
+    if name in CLOCK_DIRECTIONS:
+        return CLOCK_DIRECTIONS[name]
+    m = re.fullmatch(r"\s*([-+]?\d+(?:\.\d+)?)\s*(?:deg|°)\s*", name)
+    if m:
+        return angle_motion(float(m.group(1)))
+    table = ", ".join([*(extra or {}), *CLOCK_DIRECTIONS])
+    raise ValueError(f"unknown direction {name!r}: use {also + ', ' if also else ''}a clock direction ({table}) "
+                     "or an angle in degrees, e.g. 45deg (0deg: right, 90deg: up)")
+
+
 def resolve_direction(
-    name_or_random: str,  # "1h" ... "12h", a name in `extra`, or "random"
+    name_or_random: str,  # "1h" ... "12h", "45deg", a name in `extra`, or "random"
     rng: np.random.Generator,  # used only for "random"
     extra: Mapping[str, Motion] | None = None,  # user motions (load_motions); they shadow built-ins
 ) -> Motion:
@@ -260,7 +291,43 @@ def resolve_direction(
     if name_or_random == "random":
         names = list(CLOCK_DIRECTIONS)
         return CLOCK_DIRECTIONS[names[int(rng.integers(len(names)))]]
-    table = {**CLOCK_DIRECTIONS, **(extra or {})}
-    if name_or_random not in table:
-        raise ValueError(f"unknown motion {name_or_random!r}; valid: random, {', '.join(table)}")
-    return table[name_or_random]
+    return direction_motion(name_or_random, extra, also="random (one clock direction per video)")
+
+
+@dataclass(frozen=True)
+class PixelSpeed:
+    """A speed in pixels per second at the output size: how fast the top corners of the sky
+    move in the video as played in the pure directions (3h, 9h sideways; 12h, 6h radial); other
+    directions take the same factor of their displacements (`speed_factor`)."""
+
+    px_per_s: float
+
+    def __str__(self) -> str:
+        return f"{self.px_per_s:g}px/s"
+
+
+def parse_speed(value: str) -> float | PixelSpeed:
+    """A speed as written on the command line or in a manifest: a factor of the motions
+    ("2.5", "x2.5", a preset of SPEEDS) or pixels per second at the output size ("12px/s")."""
+    text = str(value).strip()
+    if text in SPEEDS:
+        return SPEEDS[text]
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*px/s", text)
+    number = m.group(1) if m else text[1:] if text.startswith("x") else text
+    try:
+        v = float(number)
+    except ValueError:
+        raise ValueError(f"speed {value!r}: expected a factor (2.5, x2.5; presets {', '.join(SPEEDS)}) or pixels "
+                         "per second at the output size (12px/s)") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"speed {value!r}: must be a finite number >= 0")
+    return PixelSpeed(v) if m else v
+
+
+def speed_factor(speed: float | PixelSpeed, output_px: int, fps: float) -> float:
+    """The factor of the displacements that moves the top corners `speed` pixels per second in
+    a video `output_px` pixels wide played at `fps`: a top corner moves TOP_SPEED x factor
+    normalised units (2 = the width) per frame. A plain factor is returned as it is."""
+    if not isinstance(speed, PixelSpeed):
+        return float(speed)
+    return speed.px_per_s / (TOP_SPEED * output_px / 2 * fps)

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from deeplandscape import storage
-from deeplandscape.animate.homography import CLOCK_DIRECTIONS, Motion
+from deeplandscape.animate.homography import CLOCK_DIRECTIONS, Motion, direction_motion
 from deeplandscape.animate.warp import animate_noise
 from deeplandscape.config import Config, InvertConfig, apply_overrides, read_preset, validate_invert
 from deeplandscape.data.synth import is_mask_file
@@ -184,12 +184,13 @@ class PhotoAnimator:
         """All outputs of one photo under `out_dir` (local or s3://)."""
         import tempfile
 
-        motions = motions or CLOCK_DIRECTIONS
+        motions = motions or {}
         written = []
         with tempfile.TemporaryDirectory() as tmp:
             first = None
             for direction in directions:
-                animation = Animation(motion=motions[direction], speed=speed, horizon=photo.horizon)
+                animation = Animation(motion=direction_motion(direction, motions), speed=speed,
+                                      horizon=photo.horizon)
                 path = Path(tmp) / f"{direction}.mp4"
                 video_first = self._encode(photo, inv, animation, frames, outputs, path)
                 first = video_first if first is None else first
@@ -255,12 +256,10 @@ class PhotoAnimator:
 
 
 def pick_directions(name: str, count: int, explicit: list[str] | None = None) -> list[str]:
-    """`explicit` if given, else `count` distinct clock directions drawn from the photo's name."""
+    """`explicit` if given (clock directions and angles, "45deg"), else `count` distinct clock
+    directions drawn from the photo's name."""
     if explicit:
-        unknown = [d for d in explicit if d not in CLOCK_DIRECTIONS]
-        if unknown:
-            raise ValueError(f"unknown directions {unknown}; use {', '.join(CLOCK_DIRECTIONS)}")
-        return explicit
+        return [direction_motion(d).name for d in explicit]  # an unknown one: ValueError naming it
     if not 1 <= count <= len(CLOCK_DIRECTIONS):
         raise ValueError(f"--directions must be 1..{len(CLOCK_DIRECTIONS)}, got {count}")
     rng = np.random.default_rng(zlib.crc32(name.encode()))

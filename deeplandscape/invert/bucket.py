@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deeplandscape import storage
-from deeplandscape.config import Config, InvertConfig
+from deeplandscape.config import InvertConfig
 from deeplandscape.data.synth import is_mask_file
 from deeplandscape.evaluate.image_metrics import lpips_model
 from deeplandscape.invert.animate_photos import Photo, PhotoAnimator, list_photos, pick_directions
@@ -62,10 +62,9 @@ from deeplandscape.invert.photos import (
 )
 from deeplandscape.raykit import actor_device, ensure_ray, require_resources
 from deeplandscape.render import VideoOutputs, to_uint8
-from deeplandscape.runs import lighting_dir
+from deeplandscape.runs import lighting_dir, model_settings
 from deeplandscape.superres.resolver import output_side
 from deeplandscape.train.checkpoint import latest_checkpoint
-from deeplandscape.train.schedule import phase_at
 
 RUNS_DIR = "_runs"  # OUT/_runs/<run id>/: manifests and summaries; never an output key
 DONE = "done.json"
@@ -369,19 +368,6 @@ class BucketJob:
     cpus_per_worker: float = 1.0
     retry: dict = field(default_factory=lambda: dataclasses.asdict(Retry()))
     flush_rows: int = 500  # manifest rows per Parquet part
-
-
-def model_settings(run_dir: str) -> tuple[Config, int]:
-    """The run's config and the resolution its latest checkpoint renders at, read from the
-    checkpoint's config.json: the driver never loads the weights (the actors do)."""
-
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint under {run_dir}/checkpoints: train first (deeplandscape train)")
-    meta = json.loads(storage.read_text(storage.join(ckpt.uri, "config.json")))
-    progress = meta.pop("progress")
-    cfg = Config.from_dict(meta)
-    return cfg, phase_at(int(progress["images_seen"]), cfg.train, cfg.model.resolution).resolution
 
 
 def check_lighting(run_dir: str, lighting: str, keyframes: str | None) -> None:

@@ -12,22 +12,24 @@ import argparse
 import dataclasses
 import json
 
-from deeplandscape.cli_args import path_args, split_directions
-from deeplandscape.invert.cli import add_animation_args, inversion_overrides
+from deeplandscape.cli_args import path_args, resolve_speed, split_directions
+from deeplandscape.invert.cli import add_animation_args, inversion_overrides, video_side
 
 
 def cmd_animate_bucket(args: argparse.Namespace) -> int:
     from deeplandscape.invert.animate_photos import inversion_config, pick_directions
     from deeplandscape.storage import Retry
     from deeplandscape.invert.bucket import (
-        BucketJob, animate_bucket, assign_keys, check_models, finished_keys, list_inputs, model_settings,
+        BucketJob, animate_bucket, assign_keys, check_models, finished_keys, list_inputs,
     )
+    from deeplandscape.runs import model_settings
 
     icfg = inversion_config(model_settings(args.run_dir)[0], args.inversion, inversion_overrides(args))
     count, directions = split_directions(args.directions)
     pick_directions("check", count, directions)  # bad values fail now, not per photo
     job = BucketJob(args.in_prefix, args.out_prefix, args.run_dir, manifest=args.manifest,
-                    homographies=count, directions=directions, frames=args.frames, speed=args.speed,
+                    homographies=count, directions=directions, frames=args.frames,
+                    speed=resolve_speed(args.speed, video_side(args.run_dir, args.scale, args.superres), args.fps),
                     horizon=args.horizon, lighting=args.lighting, keyframes=args.keyframes, superres=args.superres,
                     outputs=dict(fps=args.fps, crf=args.crf, scale=args.scale),
                     workers=args.workers, gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,

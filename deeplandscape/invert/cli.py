@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from deeplandscape.cli_args import directions_arg, path_args, split_directions
+from deeplandscape.cli_args import directions_arg, path_args, resolve_speed, split_directions
 from deeplandscape.config import INVERSION_METHODS, parse_set
 
 
@@ -73,10 +73,13 @@ def add_animation_args(p: argparse.ArgumentParser, speed_type) -> None:
                                                          "crop the video back to the photo's shape")
     p.add_argument("--directions", type=directions_arg, default=5,
                    help="videos per photo: a count N (N different clock directions, drawn from the photo's name) "
-                        "or comma-separated clock directions, e.g. 3h,9h (default: 5, as the paper)")
+                        "or comma-separated clock directions and angles, e.g. 3h,9h or 45deg (0deg: right, 90deg: "
+                        "up; default: 5, as the paper)")
     p.add_argument("--frames", type=int, default=100, help="frames per video")
     p.add_argument("--fps", type=float, default=30.0, help="frame rate of the mp4s")
-    p.add_argument("--speed", type=speed_type, default=2.5, help="motion speed (x2.5 matches real time-lapses)")
+    p.add_argument("--speed", type=speed_type, default=2.5,
+                   help="motion speed: a factor (x2.5 matches real time-lapses) or pixels per second that the top "
+                        "of the sky moves in the video, e.g. 12px/s")
     p.add_argument("--horizon", type=float, help="horizon height as a fraction from the top (default: from the mask)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling for viewing")
@@ -88,6 +91,15 @@ def add_animation_args(p: argparse.ArgumentParser, speed_type) -> None:
                         "(needs train-superres); --scale then applies to compare.png only")
 
 
+def video_side(run_dir: str, scale: int, superres: bool) -> int:
+    """The side in pixels of the videos that `animate` and `animate-bucket` write from a run."""
+    from deeplandscape.runs import model_settings
+    from deeplandscape.superres.resolver import output_side
+
+    resolution = model_settings(run_dir)[1]
+    return output_side(run_dir, resolution) if superres else resolution * scale
+
+
 def cmd_animate(args: argparse.Namespace) -> int:
     from deeplandscape.invert.animate_photos import animate_photos, inversion_config
     from deeplandscape.render import VideoOutputs
@@ -96,8 +108,9 @@ def cmd_animate(args: argparse.Namespace) -> int:
     icfg = inversion_config(load_model(args.run_dir).cfg, args.inversion, inversion_overrides(args))
     outputs = VideoOutputs(fps=args.fps, crf=args.crf, scale=args.scale)
     count, directions = split_directions(args.directions)
+    speed = resolve_speed(args.speed, video_side(args.run_dir, args.scale, args.superres), args.fps)
     summary = animate_photos(args.photos, args.run_dir, args.out, homographies=count, frames=args.frames,
-                             directions=directions, speed=args.speed,
+                             directions=directions, speed=speed,
                              icfg=icfg, horizon=args.horizon, outputs=outputs,
                              device="cuda" if args.gpu else "cpu", lighting=args.lighting, keyframes=args.keyframes,
                              superres=args.superres)

@@ -13,8 +13,15 @@ import torch
 from deeplandscape.animate.homography import (
     CLOCK_DIRECTIONS,
     SPEEDS,
+    TOP_SPEED,
     Motion,
+    PixelSpeed,
     anchor_points,
+    angle_motion,
+    clock_motion,
+    direction_motion,
+    parse_speed,
+    speed_factor,
     apply_homography,
     frame_homographies,
     homography_from_points,
@@ -259,3 +266,39 @@ def test_resolve_direction() -> None:
     assert resolve_direction("skewed", np.random.default_rng(0), extra={"skewed": SKEWED}) == SKEWED
     with pytest.raises(ValueError, match=r"'13h'.*random.*1h.*12h"):
         resolve_direction("13h", np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------- units people think in
+
+def test_angles_are_the_clock_directions_between_the_hours() -> None:
+    for hour in range(1, 13):  # 3h is 0 degrees, 12h is 90: (3 - hour) x 30
+        assert angle_motion((3 - hour) * 30).displacements == clock_motion(hour).displacements
+    assert direction_motion("90deg").displacements == CLOCK_DIRECTIONS["12h"].displacements
+    assert direction_motion("-90deg").name == "270deg" == direction_motion("270°").name
+    assert direction_motion("6h") is CLOCK_DIRECTIONS["6h"]
+    half = direction_motion("45deg").array()  # halfway between 3h (right) and 12h (up)
+    np.testing.assert_allclose(half, (CLOCK_DIRECTIONS["3h"].array() * np.cos(np.pi / 4)
+                                      + CLOCK_DIRECTIONS["12h"].array() * np.sin(np.pi / 4)), atol=1e-12)
+    np.testing.assert_allclose(half[2:, 1], 0.0)  # the horizon line stays put
+    for bad in ("up", "45", "45 degrees", "13h"):
+        with pytest.raises(ValueError, match=f"unknown direction '{bad}'.*angle in degrees"):
+            direction_motion(bad)
+
+
+def test_speeds_in_factors_and_in_pixels_per_second() -> None:
+    assert parse_speed("2.5") == parse_speed("x2.5") == SPEEDS["x2.5"] == 2.5
+    assert parse_speed("12px/s") == PixelSpeed(12.0) and parse_speed("0.5 px/s") == PixelSpeed(0.5)
+    for bad in ("fast", "-1", "12px", "12 px/min", "nan"):
+        with pytest.raises(ValueError, match=f"speed '{bad}'"):
+            parse_speed(bad)
+    assert speed_factor(2.5, 128, 30) == 2.5  # a factor stays what it is
+    factor = speed_factor(PixelSpeed(12.0), 128, 30)
+    assert factor == pytest.approx(12 / (TOP_SPEED * 64 * 30))
+    # At that factor the top corners of the pure directions move 12 px per second at 128 px, 30 fps.
+    for hour in ("3h", "12h"):
+        sky, _ = frame_homographies(CLOCK_DIRECTIONS[hour], 0.5, [0, 30], speed=factor)
+        corner = np.array([1.0, -1.0])
+        moved = apply_homography(sky[1], corner)  # one second later (H^30)
+        step = apply_homography(frame_homographies(CLOCK_DIRECTIONS[hour], 0.5, [1], speed=factor)[0][0], corner)
+        assert np.linalg.norm(step - corner) * 64 * 30 == pytest.approx(12.0, rel=1e-9)  # frame 0 -> 1
+        assert np.linalg.norm(moved - corner) * 64 == pytest.approx(12.0, rel=0.2)  # 30 frames: H^30 bends a little

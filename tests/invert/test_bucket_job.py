@@ -111,6 +111,26 @@ def test_a_run_without_the_encoder_fails_on_the_driver_in_one_line(tmp_path, tin
                  "--method", "MO", "--dry-run"]) == 0
 
 
+def test_speed_in_pixels_per_second_and_directions_as_angles(tmp_path, tiny_run, capsys):
+    from deeplandscape.cli import main
+
+    storage.write_bytes(str(tmp_path / "in" / "a.png"), b"x")
+    args = ["animate-bucket", str(tmp_path / "in"), str(tmp_path / "out"), "--run-dir", str(tiny_run), "--dry-run"]
+    assert main([*args, "--speed", "12px/s", "--directions", "3h,-45deg", "--fps", "30"]) == 0
+    out = capsys.readouterr().out
+    # 32 px videos at 30 fps: the top corners move TOP_SPEED x 16 px per frame at x1, so 12 px/s is x2.5.
+    assert "speed 12px/s at 32 px and 30 fps = x2.5 of the motions" in out
+    job = json.loads(out[out.index("{"):out.rindex("}") + 1])["job"]
+    assert job["speed"] == pytest.approx(2.5) and job["directions"] == ["3h", "315deg"]
+    assert main([*args, "--speed", "12px/s", "--scale", "2", "--fps", "15"]) == 0  # 64 px at 15 fps: twice as fast
+    assert json.loads((o := capsys.readouterr().out)[o.index("{"):o.rindex("}") + 1])["job"]["speed"] == 2.5
+    for flag, bad, says in (("--speed", "fast", "speed 'fast': expected a factor"),
+                            ("--directions", "3h,up", "angles in degrees")):
+        with pytest.raises(SystemExit) as e:
+            main([*args, flag, bad])
+        assert e.value.code == 2 and says in capsys.readouterr().err
+
+
 # --- S3, a flaky endpoint, photos of every kind -------------------------------------------------
 @pytest.fixture
 def s3(moto):
