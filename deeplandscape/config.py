@@ -199,10 +199,6 @@ class SuperResConfig:
     gan_weight: float = 5e-3  # stage 2: relativistic average GAN
     d_nf: int = 64  # D's first-layer channels (ESRGAN's VGG-style discriminator)
     amp: str = "none"  # "bf16": torch.autocast on CUDA
-    channels_last: bool = False  # G and the Ds in NHWC memory format (faster convolutions on tensor cores)
-    # torch.compile G's forward; a failed compile logs one line and trains on uncompiled. Pays at
-    # a fixed resolution and alpha (each new value recompiles), as in `bench/gpu_check.py`.
-    compile: bool = False
     checkpoint_steps: int = 5000
     log_every: int = 100
     # Animation (Fig. 5): SR frames, then the guided-filter blend with the hi-res photo.
