@@ -122,6 +122,8 @@ class Step:
 
 
 # --- the steps ------------------------------------------------------------------------------------
+# Each step imports what it runs inside its function: a step has a process of its own, which so
+# loads only its own modules (Ray, for one, only in the bucket step).
 def step_device(s: Step) -> dict:
     out = {"torch": torch.__version__, "python": platform.python_version(), "device": str(s.device),
            "cpu_threads": torch.get_num_threads()}
