@@ -27,15 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import Watch, spread  # bench/machine.py
+from machine import Watch, free_port, spread  # bench/machine.py
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:

@@ -38,7 +38,6 @@ import dataclasses
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import torch  # noqa: E402  (after the environment a Ray in a child step reads)
 
-from machine import matmul_rate, sync  # noqa: E402  bench/machine.py
+from machine import free_port, matmul_rate, sync  # noqa: E402  bench/machine.py
 
 GOALS = {
     "train_mfu": 0.30,  # bf16 MFU of training at 256 px, one H100
@@ -206,12 +205,6 @@ def step_train(s: Step) -> dict:
     out["fastest"] = max(timed, key=timed.get) if timed else None
     out["all_reduce"] = all_reduce(s, sum(p.numel() for p in Generator(cfg.model).parameters()))
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def all_reduce(s: Step, numel: int) -> dict:

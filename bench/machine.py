@@ -15,6 +15,7 @@ spread, (max - min) / min, says how much to trust it.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 
@@ -41,6 +42,13 @@ def matmul_rate(device: torch.device | str = "cpu", n: int = 1024, repeat: int =
         a @ b
     sync(device)
     return 2 * n**3 * repeat / (time.perf_counter() - start)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (a moto server, a process group)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def interleaved(arms: dict[str, Callable[[], float | None]], repeat: int = 3) -> dict[str, list[float]]:
