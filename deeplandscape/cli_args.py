@@ -57,13 +57,12 @@ def directions_arg(value: str) -> int | list[str]:
         return int(value)
     names = [d.strip() for d in value.split(",") if d.strip()]
     try:
-        motions = [direction_motion(d) for d in names]
+        if names:
+            return [direction_motion(d).name for d in names]  # angles by their canonical names: -90deg -> 270deg
     except ValueError:
-        motions = []
-    if not names or not motions:
-        raise argparse.ArgumentTypeError(f"expected a count, clock directions ({', '.join(CLOCK_DIRECTIONS)}) or "
-                                         f"angles in degrees (0deg: right, 90deg: up), got {value!r}")
-    return [m.name for m in motions]  # angles by their canonical names: "-90deg" -> "270deg"
+        pass
+    raise argparse.ArgumentTypeError(f"expected a count, clock directions ({', '.join(CLOCK_DIRECTIONS)}) or "
+                                     f"angles in degrees (0deg: right, 90deg: up), got {value!r}")
 
 
 def speed_arg(value: str) -> float | PixelSpeed:

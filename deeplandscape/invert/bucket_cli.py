@@ -24,12 +24,14 @@ def cmd_animate_bucket(args: argparse.Namespace) -> int:
     )
     from deeplandscape.runs import model_settings
 
-    icfg = inversion_config(model_settings(args.run_dir)[0], args.inversion, inversion_overrides(args))
+    cfg, resolution = model_settings(args.run_dir)
+    icfg = inversion_config(cfg, args.inversion, inversion_overrides(args))
     count, directions = split_directions(args.directions)
     pick_directions("check", count, directions)  # bad values fail now, not per photo
     job = BucketJob(args.in_prefix, args.out_prefix, args.run_dir, manifest=args.manifest,
                     homographies=count, directions=directions, frames=args.frames,
-                    speed=resolve_speed(args.speed, video_side(args.run_dir, args.scale, args.superres), args.fps),
+                    speed=resolve_speed(args.speed, video_side(args.run_dir, resolution, args.scale, args.superres),
+                                        args.fps),
                     horizon=args.horizon, lighting=args.lighting, keyframes=args.keyframes, superres=args.superres,
                     outputs=dict(fps=args.fps, crf=args.crf, scale=args.scale),
                     workers=args.workers, gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,

@@ -91,24 +91,24 @@ def add_animation_args(p: argparse.ArgumentParser, speed_type) -> None:
                         "(needs train-superres); --scale then applies to compare.png only")
 
 
-def video_side(run_dir: str, scale: int, superres: bool) -> int:
-    """The side in pixels of the videos that `animate` and `animate-bucket` write from a run."""
-    from deeplandscape.runs import model_settings
+def video_side(run_dir: str, resolution: int, scale: int, superres: bool) -> int:
+    """The side in pixels of the videos that `animate` and `animate-bucket` write from a run
+    rendering at `resolution`."""
     from deeplandscape.superres.resolver import output_side
 
-    resolution = model_settings(run_dir)[1]
     return output_side(run_dir, resolution) if superres else resolution * scale
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
     from deeplandscape.invert.animate_photos import animate_photos, inversion_config
     from deeplandscape.render import VideoOutputs
-    from deeplandscape.runs import load_model
+    from deeplandscape.runs import model_settings
 
-    icfg = inversion_config(load_model(args.run_dir).cfg, args.inversion, inversion_overrides(args))
+    cfg, resolution = model_settings(args.run_dir)  # the checkpoint's config.json; the weights load later
+    icfg = inversion_config(cfg, args.inversion, inversion_overrides(args))
     outputs = VideoOutputs(fps=args.fps, crf=args.crf, scale=args.scale)
     count, directions = split_directions(args.directions)
-    speed = resolve_speed(args.speed, video_side(args.run_dir, args.scale, args.superres), args.fps)
+    speed = resolve_speed(args.speed, video_side(args.run_dir, resolution, args.scale, args.superres), args.fps)
     summary = animate_photos(args.photos, args.run_dir, args.out, homographies=count, frames=args.frames,
                              directions=directions, speed=speed,
                              icfg=icfg, horizon=args.horizon, outputs=outputs,
